@@ -1,0 +1,43 @@
+# Course commands. Each target first runs `setup`, which is idempotent: it creates .venv when
+# missing and installs the pinned packages, the asset packages and nlpprune_lessons; it does nothing
+# when requirements*.txt, pyproject.toml and scripts/install.sh have not changed since the last run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nlpprune-installed
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+.PHONY: setup lab test unit notebooks course doctor student clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-assets.txt pyproject.toml scripts/install.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check --upgrade "pip>=24"
+	bash scripts/install.sh $(BIN)/python
+	$(BIN)/nlpprune doctor
+	touch $@
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/00_welcome_and_setup.ipynb
+
+test: setup
+	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests notebooks $(NBVAL)
+
+unit: setup
+	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests
+
+notebooks: setup
+	NLPPRUNE_FAST=1 $(BIN)/python -m pytest notebooks $(NBVAL)
+
+course: setup
+	$(BIN)/nlpprune run
+
+doctor: setup
+	$(BIN)/nlpprune doctor
+
+student: setup
+	$(BIN)/nlpprune student student
+
+clean:
+	rm -rf build student .pytest_cache

@@ -1,0 +1,100 @@
+"""Checks for the notebooks' exercises: a short "correct" line on success, a hint on failure.
+
+Each exercise is a ``# YOUR CODE HERE`` ... ``# END YOUR CODE`` block in a cell tagged
+``solution``, followed by a ``check_*`` call. The repository keeps the solved notebooks;
+``nlpprune student`` writes copies with the blocks emptied.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+
+class ExerciseError(AssertionError):
+    """The learner's answer is not right yet; the message is a hint."""
+
+
+def _passed(message: str) -> None:
+    print(f"\u2714 Correct: {message}")
+
+
+def _require(condition: bool, hint: str) -> None:
+    if not condition:
+        raise ExerciseError(f"Not yet. {hint}")
+
+
+def _require_callable(fn: object, name: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"pass your function {name} itself (not its result), got {type(fn).__name__}")
+
+
+def check_zero_fraction(zero_fraction: Callable[[torch.Tensor], float]) -> None:
+    """Exercise 00.1: ``zero_fraction(t)`` returns the share of entries of ``t`` equal to zero."""
+    _require_callable(zero_fraction, "zero_fraction")
+    cases = [
+        (torch.tensor([0.0, 1.0, 0.0, 2.0]), 0.5),
+        (torch.zeros(3, 5), 1.0),
+        (torch.ones(7), 0.0),
+        (torch.tensor([[0, 3], [4, 5], [0, 0]]), 0.5),  # integers, 2-D
+        (torch.tensor([-0.0, 1e-12, 0.0]), 2 / 3),  # -0.0 is zero; a tiny number is not
+    ]
+    for tensor, expected in cases:
+        got = zero_fraction(tensor.clone())
+        _require(
+            isinstance(got, (float, int)) and not isinstance(got, bool),
+            f"return a Python float (use .item()), got {type(got).__name__} for {tensor.tolist()}",
+        )
+        _require(
+            math.isclose(float(got), expected, abs_tol=1e-9),
+            f"for {tensor.tolist()} the answer is {expected:.4f}, you returned {float(got):.4f}. "
+            "Count entries with t == 0 (not abs(t) < eps) and divide by t.numel().",
+        )
+    _passed("zero_fraction counts exact zeros over all entries, for any shape and dtype.")
+
+
+def check_negation_safe_stopwords(candidate: Iterable[str]) -> None:
+    """Exercise 01.1: NLTK's English stopwords minus every negation word, nothing else changed."""
+    from .data import nltk_stopwords
+    from .text import is_negation
+
+    if isinstance(candidate, str):
+        raise TypeError("pass a list or set of words, not a single string")
+    chosen = set(candidate)
+    nltk_list = set(nltk_stopwords())
+    extra = sorted(chosen - nltk_list)
+    _require(not extra, f"only remove words from NLTK's list; these are not in it: {extra[:10]}")
+    kept_negations = sorted(w for w in chosen if is_negation(w))
+    _require(
+        not kept_negations,
+        f"these still remove negation cues: {kept_negations[:10]}. Look for 'no', 'not', 'nor', "
+        "words ending in n't, and their clipped forms such as 'didn' or 'wasn'.",
+    )
+    # A clipped contraction ("won" of "won't") may go either way: it is also a word of its own.
+    lost = sorted(w for w in nltk_list - chosen if not is_negation(w) and w + "'t" not in nltk_list)
+    _require(not lost, f"keep every other stopword; you dropped: {lost[:10]}")
+    _passed(f"{len(chosen)} stopwords kept, {len(nltk_list) - len(chosen)} negation words taken out.")
+
+
+def check_oov_rate(oov_rate: Callable[[Sequence[Sequence[str]], object], float]) -> None:
+    """Exercise 01.2: ``oov_rate(token_lists, vocab)`` = share of tokens (not types) not in ``vocab``."""
+    from .text import Vocab
+
+    _require_callable(oov_rate, "oov_rate")
+    vocab = Vocab(["the", "film", "good"])
+    cases = [
+        ([["the", "film", "was", "good"]], 0.25),
+        ([["the", "the", "the"], ["dull"]], 0.25),  # tokens, not types: "the" counts three times
+        ([["<unk>"], ["film"]], 0.0),  # a special token in the vocabulary is not out of it
+        ([["wow"], [], ["meh"]], 1.0),  # empty reviews add no tokens
+    ]
+    for token_lists, expected in cases:
+        got = oov_rate(token_lists, vocab)
+        _require(
+            got is not None and math.isclose(float(got), expected, abs_tol=1e-9),
+            f"for {token_lists} the answer is {expected}, you returned {got}. Divide the number of "
+            "tokens missing from vocab by the number of tokens (count repeats; skip nothing).",
+        )
+    _passed("oov_rate counts token occurrences, as the OOV numbers of this notebook do.")

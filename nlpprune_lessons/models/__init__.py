@@ -1,0 +1,5 @@
+"""Models of the course: bag-of-words (01), RNNs (02-05), GAN (05), transformers (06-09)."""
+
+from .bow import BagOfWordsClassifier
+
+__all__ = ["BagOfWordsClassifier"]
