@@ -83,7 +83,12 @@ def _stem(token: str) -> str:
 
 @lru_cache(maxsize=200_000)
 def _lemma(token: str, wordnet_pos: str) -> str:
-    return _lemmatizer().lemmatize(token, wordnet_pos)
+    lemma = _lemmatizer().lemmatize(token, wordnet_pos)
+    if lemma == token and wordnet_pos != "n":
+        # The tagger errs on short or odd contexts ("geese" tagged JJ); WordNet then has no entry
+        # for that word class and returns the word unchanged. Try the noun reading before giving up.
+        lemma = _lemmatizer().lemmatize(token, "n")
+    return lemma
 
 
 def _wordnet_pos(treebank_tag: str) -> str:

@@ -1,0 +1,255 @@
+"""Metrics, the bag-of-words model, the training loop and results files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nlpprune_lessons import config
+from nlpprune_lessons.metrics import accuracy, macro_f1
+from nlpprune_lessons.models import BagOfWordsClassifier
+from nlpprune_lessons.results import load_results, save_results
+from nlpprune_lessons.text import make_loader
+from nlpprune_lessons.train import History, evaluate_classifier, predict, train_classifier
+
+VOCAB_SIZE = 10
+
+
+# =========================================================================== metrics
+def test_accuracy_hand_example():
+    assert accuracy([1, 0, 1, 1], [1, 0, 0, 1]) == pytest.approx(0.75)
+    assert accuracy(torch.tensor([2, 2]), torch.tensor([2, 2])) == 1.0
+    assert accuracy([0, 0, 0], [1, 1, 1]) == 0.0
+
+
+def test_macro_f1_hand_example():
+    # class 0: tp=1 fp=0 fn=1 -> F1 2/3; class 1: tp=2 fp=1 fn=0 -> F1 4/5
+    assert macro_f1([1, 0, 1, 1], [1, 0, 0, 1]) == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert macro_f1([1, 0, 1], [1, 0, 1]) == 1.0
+
+
+def test_macro_f1_counts_classes_only_predicted():
+    # class 0: tp=2 fp=0 fn=1 -> 4/5; class 2 (never true): tp=0 fp=1 -> 0
+    assert macro_f1([0, 0, 2], [0, 0, 0]) == pytest.approx(0.4)
+
+
+def test_macro_f1_differs_from_accuracy_on_imbalance():
+    preds, labels = [0] * 10, [0] * 9 + [1]
+    assert accuracy(preds, labels) == pytest.approx(0.9)
+    # class 0: tp=9 fp=1 fn=0 -> 18/19; class 1: 0
+    assert macro_f1(preds, labels) == pytest.approx(9 / 19)
+
+
+@pytest.mark.parametrize("metric", [accuracy, macro_f1])
+def test_metrics_reject_shape_mismatch(metric):
+    with pytest.raises(ValueError, match=r"1-D of equal length, got \(3,\) and \(2,\)"):
+        metric([1, 0, 1], [1, 0])
+    with pytest.raises(ValueError, match="1-D of equal length"):
+        metric([[1, 0]], [[1, 0]])
+
+
+@pytest.mark.parametrize("metric", [accuracy, macro_f1])
+def test_metrics_reject_empty_input(metric):
+    with pytest.raises(ValueError, match="no predictions given"):
+        metric([], [])
+
+
+# =========================================================================== bag of words
+@pytest.fixture
+def bow():
+    torch.manual_seed(0)
+    model = BagOfWordsClassifier(VOCAB_SIZE, num_classes=3, pad_id=0)
+    with torch.no_grad():
+        model.token_weights.weight.normal_()  # random, including a non-zero pad row
+        model.bias.normal_()
+    return model
+
+
+def test_bow_starts_at_zero():
+    model = BagOfWordsClassifier(VOCAB_SIZE)
+    logits = model(torch.tensor([[1, 2, 3]]))
+    assert logits.shape == (1, 2)
+    assert torch.equal(logits, torch.zeros(1, 2))
+
+
+def test_bow_equals_hand_computation(bow):
+    W, b = bow.token_weights.weight.detach(), bow.bias.detach()
+    input_ids = torch.tensor([[3, 5, 5, 0, 0], [7, 1, 2, 4, 9]])
+    expected = torch.stack([(W[3] + 2 * W[5]) / 3 + b, (W[7] + W[1] + W[2] + W[4] + W[9]) / 5 + b])
+    logits = bow(input_ids, torch.tensor([3, 5]))
+    assert logits.shape == (2, 3)
+    torch.testing.assert_close(logits, expected)
+
+
+def test_bow_ignores_padding(bow):
+    assert torch.count_nonzero(bow.token_weights.weight[0]) > 0
+    short = bow(torch.tensor([[4, 8]]))
+    long = bow(torch.tensor([[4, 8, 0, 0, 0, 0]]))
+    torch.testing.assert_close(short, long)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"vocab_size": 1}, "vocab_size >= 2"),
+        ({"vocab_size": 5, "num_classes": 1}, "num_classes >= 2"),
+        ({"vocab_size": 5, "pad_id": 5}, "pad_id 5 is outside"),
+        ({"vocab_size": 5, "pad_id": -1}, "pad_id -1 is outside"),
+    ],
+)
+def test_bow_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BagOfWordsClassifier(**kwargs)
+
+
+# =========================================================================== training
+def _toy(n: int, seed: int, flip: bool = False):
+    """Separable data: a sequence holding token 5 is class 1, one holding token 6 is class 0."""
+    g = torch.Generator().manual_seed(seed)
+    sequences, labels = [], []
+    for i in range(n):
+        label = i % 2
+        noise = torch.randint(1, 5, (int(torch.randint(1, 6, (1,), generator=g)),), generator=g).tolist()
+        key = 5 if label == 1 else 6
+        position = int(torch.randint(0, len(noise) + 1, (1,), generator=g))
+        sequences.append(noise[:position] + [key] + noise[position:])
+        labels.append(1 - label if flip else label)
+    return sequences, labels
+
+
+def _loaders(flip_val: bool = False, seed: int = 0):
+    train = make_loader(*_toy(200, seed=1), batch_size=16, shuffle=True, bucket=False, seed=seed)
+    val = make_loader(*_toy(60, seed=2, flip=flip_val), batch_size=32)
+    return train, val
+
+
+def _train(seed: int = 0, **kwargs):
+    config.set_seed(seed)
+    model = BagOfWordsClassifier(VOCAB_SIZE)
+    train, val = _loaders(seed=seed)
+    kwargs = {"epochs": 8, "lr": 0.1, "progress": False, "device": "cpu", **kwargs}
+    return model, train_classifier(model, train, val, **kwargs), val
+
+
+def test_training_learns_separable_toy_data():
+    model, history, val = _train()
+    assert isinstance(history, History)
+    assert history.epochs == 8
+    assert len(history.val_loss) == len(history.val_accuracy) == 8
+    assert history.val_accuracy[history.best_epoch] == 1.0
+    assert 0 <= history.best_epoch < history.epochs
+    assert history.best_epoch == min(range(8), key=history.val_loss.__getitem__)
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert history.seconds >= 0.0
+    result = evaluate_classifier(model, val)
+    assert result["accuracy"] == 1.0
+    assert result["f1"] == 1.0
+    assert result["loss"] == pytest.approx(history.val_loss[history.best_epoch], rel=1e-5)
+    # the model uses the informative tokens: 5 pushes to class 1, 6 to class 0
+    W = model.token_weights.weight.detach()
+    assert W[5, 1] - W[5, 0] > 0 > W[6, 1] - W[6, 0]
+
+
+def test_predict_returns_loader_order():
+    model, _, val = _train(epochs=3)
+    logits, preds, labels = predict(model, val)
+    assert logits.shape == (60, 2)
+    assert torch.equal(preds, logits.argmax(dim=-1))
+    assert labels.tolist() == [y for batch in val for y in batch["labels"].tolist()]
+    assert sorted(labels.tolist()) == sorted(_toy(60, seed=2)[1])
+    assert model.training  # predict restores the mode it found
+
+
+def test_training_is_deterministic_for_a_seed():
+    first, h1, _ = _train(seed=3, epochs=4)
+    second, h2, _ = _train(seed=3, epochs=4)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert h1.train_loss == h2.train_loss
+    assert h1.val_loss == h2.val_loss
+    third, _, _ = _train(seed=4, epochs=4)
+    assert not torch.equal(first.token_weights.weight, third.token_weights.weight)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    # validation labels are the opposite of the training rule: validation loss rises after epoch 0
+    config.set_seed(0)
+    model = BagOfWordsClassifier(VOCAB_SIZE)
+    train, val = _loaders(flip_val=True)
+    history = train_classifier(model, train, val, epochs=20, lr=0.1, patience=2, progress=False)
+    assert history.best_epoch == 0
+    assert history.epochs == 3  # epoch 0 best, then 2 epochs without improvement
+    assert history.val_loss[1] > history.val_loss[0] and history.val_loss[2] > history.val_loss[0]
+    assert evaluate_classifier(model, val)["loss"] == pytest.approx(history.val_loss[0], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs must be >= 1, got 0"),
+        ({"epochs": 2, "lr": 0.0}, "lr must be > 0, got 0.0"),
+        ({"epochs": 2, "lr": -1e-3}, "lr must be > 0"),
+        ({"epochs": 2, "patience": 0}, "patience must be None or >= 1, got 0"),
+    ],
+)
+def test_train_classifier_bad_arguments(kwargs, message):
+    model = BagOfWordsClassifier(VOCAB_SIZE)
+    before = model.token_weights.weight.detach().clone()
+    train, val = _loaders()
+    with pytest.raises(ValueError, match=message):
+        train_classifier(model, train, val, progress=False, **kwargs)
+    assert torch.equal(model.token_weights.weight, before)
+
+
+# =========================================================================== results
+def test_save_and_load_results(isolated_dirs, monkeypatch):
+    monkeypatch.setenv("NLPPRUNE_FAST", "1")
+    records = [{"method": "magnitude", "sparsity": 0.5, "accuracy": 0.81}, {"method": "none", "accuracy": 0.83}]
+    path = save_results("99_test_results", records, seed=7)
+    assert path == isolated_dirs / "99_test_results.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["name"] == "99_test_results"
+    assert raw["mode"] == "FAST"
+    assert raw["seed"] == 7
+    assert raw["torch"] == torch.__version__
+    assert raw["records"] == records
+    assert load_results(path) == raw
+
+
+def test_save_results_records_full_mode_and_numpy_values(isolated_dirs, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("NLPPRUNE_FAST", "0")
+    path = save_results("mode_check", ({"acc": np.float32(0.5)} for _ in range(2)))
+    payload = load_results(path)
+    assert payload["mode"] == "FULL"
+    assert payload["seed"] is None
+    assert payload["records"] == [{"acc": 0.5}, {"acc": 0.5}]
+
+
+def test_save_results_explicit_directory(isolated_dirs, tmp_path):
+    path = save_results("elsewhere", [{"x": 1}], directory=tmp_path / "other")
+    assert path == tmp_path / "other" / "elsewhere.json"
+    assert not (isolated_dirs / "elsewhere.json").exists()
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..\\x", None])
+def test_save_results_bad_name(isolated_dirs, name):
+    with pytest.raises(ValueError, match="name must be a plain file stem"):
+        save_results(name, [{"x": 1}])
+    assert not isolated_dirs.exists() or not any(isolated_dirs.iterdir())
+
+
+def test_save_results_needs_records(isolated_dirs):
+    with pytest.raises(ValueError, match="no records to save"):
+        save_results("empty", [])
+    assert not (isolated_dirs / "empty.json").exists()
+
+
+def test_load_results_rejects_other_json(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text('{"name": "x", "records": []}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"not a results file \(missing \['mode'\]\)"):
+        load_results(path)
