@@ -28,7 +28,7 @@ def main() -> int:
     for path in notebook_paths(args.notebooks or None):
         for mode in args.modes:
             run = execute_notebook(path, args.out, fast=(mode == "fast"), progress=False)
-            rows.append({"notebook": run.notebook, "mode": run.mode, "seconds": round(run.seconds, 1),
+            rows.append({"notebook": run.notebook, "notebook_mode": run.mode, "seconds": round(run.seconds, 1),
                          "peak_rss_mb": run.peak_rss_mb, "ok": run.ok,
                          "within_time": run.seconds <= LIMITS_S[run.mode],
                          "within_memory": run.peak_rss_mb is None or run.peak_rss_mb <= MEMORY_LIMIT_MB})

@@ -17,10 +17,12 @@ def collect(directory: str | Path) -> list[Path]:
 
 
 def format_cell(value: object) -> str:
-    """A value as Markdown cell text: floats to 4 significant digits, None as empty."""
+    """A value as Markdown cell text: floats to 4 significant digits (whole ones as integers), None as empty."""
     if value is None:
         return ""
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e9:
+            return str(int(value))  # a count that passed through a float column
         return f"{value:.4g}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -39,14 +41,24 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
 
 
 def results_table(paths: Iterable[str | Path]) -> str:
-    """One row per record of every results file: ``file``, ``mode``, then all record keys."""
-    rows: list[dict] = []
+    """Markdown tables of results files: one per file, or per ``experiment`` when records name one.
+
+    Each table is headed by the file name and how it was made (mode, seed, torch, device, threads)
+    and has only the columns its records use.
+    """
+    tables = []
     for path in paths:
         payload = load_results(path)
-        rows += [
-            {**record, "file": Path(path).name, "mode": payload["mode"]} for record in payload["records"]
-        ]
-    if not rows:
+        groups: dict[object, list[dict]] = {}
+        for record in payload["records"]:
+            groups.setdefault(record.get("experiment"), []).append(record)
+        context = ", ".join(f"{key} {payload[key]}" for key in ("mode", "seed", "torch", "device", "threads")
+                            if payload.get(key) is not None)
+        for experiment, rows in groups.items():
+            title = f"**{Path(path).name}**" + (f" — {experiment}" if experiment is not None else "")
+            header = list(dict.fromkeys(key for row in rows for key in row if key != "experiment"))
+            tables.append(f"{title} ({context})\n\n"
+                          + markdown_table(header, ([row.get(key) for key in header] for row in rows)))
+    if not tables:
         raise ValueError("no results to show; give at least one results file with records")
-    header = list(dict.fromkeys(["file", "mode", *(key for row in rows for key in row)]))
-    return markdown_table(header, ([row.get(key) for key in header] for row in rows))
+    return "\n\n".join(tables)

