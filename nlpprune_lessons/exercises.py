@@ -98,3 +98,19 @@ def check_oov_rate(oov_rate: Callable[[Sequence[Sequence[str]], object], float])
             "tokens missing from vocab by the number of tokens (count repeats; skip nothing).",
         )
     _passed("oov_rate counts token occurrences, as the OOV numbers of this notebook do.")
+
+
+def check_lstm_parameter_count(lstm_parameters: Callable[[int, int], int]) -> None:
+    """Exercise 02.1: parameters of one unidirectional ``nn.LSTM`` layer, by formula."""
+    _require_callable(lstm_parameters, "lstm_parameters")
+    for input_size, hidden_size in [(128, 256), (1, 1), (300, 50), (256, 256)]:
+        expected = sum(p.numel() for p in torch.nn.LSTM(input_size, hidden_size).parameters())
+        got = lstm_parameters(input_size, hidden_size)
+        _require(
+            got == expected,
+            f"for input_size={input_size}, hidden_size={hidden_size} nn.LSTM has {expected} "
+            f"parameters, you returned {got}. Four gates, each with an input matrix "
+            "(hidden x input), a recurrent matrix (hidden x hidden) and two bias vectors (PyTorch "
+            "keeps b_ih and b_hh separately).",
+        )
+    _passed("4 x (hidden*input + hidden*hidden + 2*hidden), as nn.LSTM allocates.")

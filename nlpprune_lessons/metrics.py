@@ -32,3 +32,28 @@ def macro_f1(preds: Sequence[int] | torch.Tensor, labels: Sequence[int] | torch.
         fn = ((preds != c) & (labels == c)).sum().item()
         scores.append(2 * tp / (2 * tp + fp + fn))
     return sum(scores) / len(scores)
+
+
+def parameter_counts(model: torch.nn.Module) -> "pd.DataFrame":
+    """One row per leaf module with parameters: name, type, kind, parameters, share of the total.
+
+    ``kind`` groups modules the way the pruning lessons discuss them: embedding, recurrent, linear.
+    Shared (tied) parameters are counted once, at their first module.
+    """
+    import pandas as pd
+
+    seen: set[int] = set()
+    rows = []
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+        if not own:
+            continue
+        seen.update(id(p) for p in own)
+        kind = ("embedding" if isinstance(module, torch.nn.Embedding)
+                else "recurrent" if isinstance(module, torch.nn.RNNBase)
+                else "linear" if isinstance(module, torch.nn.Linear) else "other")
+        rows.append({"module": name or "(root)", "type": type(module).__name__, "kind": kind,
+                     "parameters": sum(p.numel() for p in own)})
+    table = pd.DataFrame(rows)
+    table["share"] = (table["parameters"] / table["parameters"].sum()).round(4)
+    return table

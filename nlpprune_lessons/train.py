@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import copy
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .metrics import accuracy, macro_f1
+from .text import batchify, bptt_batches
 
 
 @dataclass
@@ -21,13 +22,34 @@ class History:
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)  # classifiers
+    val_perplexity: list[float] = field(default_factory=list)  # language models
     best_epoch: int = -1  # 0-based epoch whose weights the model holds at the end
     seconds: float = 0.0
 
     @property
     def epochs(self) -> int:
         return len(self.train_loss)
+
+
+def classification_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy of a classifier on a batch with ``input_ids``, ``lengths``, ``labels``."""
+    return nn.functional.cross_entropy(model(batch["input_ids"], batch.get("lengths")), batch["labels"])
+
+
+def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy of a language model on a batch with ``input_ids``, ``targets``."""
+    logits, _ = model(batch["input_ids"])
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["targets"].reshape(-1))
+
+
+def default_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """:func:`classification_loss` for batches with ``labels``, :func:`lm_loss` for ``targets``."""
+    if "labels" in batch:
+        return classification_loss(model, batch)
+    if "targets" in batch:
+        return lm_loss(model, batch)
+    raise ValueError(f"cannot tell the task from batch keys {sorted(batch)}; pass a loss_fn")
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -65,6 +87,84 @@ def evaluate_classifier(
     }
 
 
+def _detach(state):
+    if state is None:
+        return None
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+@torch.no_grad()
+def evaluate_language_model(
+    model: nn.Module, ids: torch.Tensor, *, batch_size: int = 16, bptt: int = 64,
+    device: torch.device | None = None,
+) -> dict[str, float]:
+    """Token-weighted mean next-token loss and perplexity on a token stream, state carried across windows."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count, state = 0.0, 0, None
+    for batch in bptt_batches(batchify(ids, batch_size), bptt):
+        batch = _to(batch, device)
+        logits, state = model(batch["input_ids"], state)
+        total += nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), batch["targets"].reshape(-1), reduction="sum").item()
+        count += batch["targets"].numel()
+    model.train(was_training)
+    return {"loss": total / count, "perplexity": math.exp(total / count)}
+
+
+def _check_fit_args(epochs: int, lr: float, patience: int | None) -> None:
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be None or >= 1, got {patience}")
+
+
+def _fit(model, epochs, patience, progress, desc, train_epoch, validate, history) -> History:
+    """The epoch loop shared by both tasks: validate each epoch, stop early, keep the best weights."""
+    best_loss, best_state, stale = float("inf"), None, 0
+    start = time.perf_counter()
+    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        history.train_loss.append(train_epoch())
+        val = validate()
+        history.val_loss.append(val["loss"])
+        for key, values in (("accuracy", history.val_accuracy), ("perplexity", history.val_perplexity)):
+            if key in val:
+                values.append(val[key])
+        bar.set_postfix({"train_loss": f"{history.train_loss[-1]:.3f}",
+                         **{f"val_{k}": f"{v:.3f}" for k, v in val.items() if k != "loss"}})
+        if val["loss"] < best_loss:
+            best_loss, best_state, stale = val["loss"], _state_copy(model), 0
+            history.best_epoch = epoch
+        else:
+            stale += 1
+            if patience is not None and stale >= patience:
+                break
+    model.load_state_dict(best_state)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    # state_dict() + clone rather than deepcopy(model): a module with pruning masks attached
+    # cannot be deep-copied (its effective weights are not graph leaves).
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _step(model, optimizer, loss, max_grad_norm, on_step, step) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if on_step is not None:
+        on_step(step)
+
+
 def train_classifier(
     model: nn.Module,
     train_loader: Iterable[dict[str, torch.Tensor]],
@@ -75,53 +175,87 @@ def train_classifier(
     weight_decay: float = 0.0,
     max_grad_norm: float | None = 1.0,
     patience: int | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    on_step: Callable[[int], object] | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> History:
-    """Train with Adam(W) and cross-entropy, validating after each epoch.
+    """Train a classifier with AdamW and cross-entropy, validating after each epoch.
 
-    Early stopping: after ``patience`` epochs without a lower validation loss, training stops.
-    Either way the model ends with the weights of its best validation epoch.
+    ``penalty(model)`` is added to the loss (e.g. an L1 term); ``on_step(step)`` runs after every
+    optimiser step (e.g. a gradual pruner). Early stopping: after ``patience`` epochs without a
+    lower validation loss, training stops. The model ends with its best validation epoch's weights.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if patience is not None and patience < 1:
-        raise ValueError(f"patience must be None or >= 1, got {patience}")
+    _check_fit_args(epochs, lr, patience)
     device = config.get_device(str(device)) if device is not None else config.get_device()
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    history = History()
-    best_loss, best_state, stale = float("inf"), None, 0
-    start = time.perf_counter()
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=False)
-    for epoch in bar:
-        model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=weight_decay)
+    step = 0
+
+    def train_epoch() -> float:
+        nonlocal step
         total, count = 0.0, 0
         for batch in train_loader:
             batch = _to(batch, device)
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(batch["input_ids"], batch["lengths"])
-            loss = nn.functional.cross_entropy(logits, batch["labels"])
-            loss.backward()
-            if max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
+            loss = classification_loss(model, batch)
+            objective = loss + penalty(model) if penalty is not None else loss
+            step += 1
+            _step(model, optimizer, objective, max_grad_norm, on_step, step)
             total += loss.item() * len(batch["labels"])
             count += len(batch["labels"])
-        val = evaluate_classifier(model, val_loader, device)
-        history.train_loss.append(total / count)
-        history.val_loss.append(val["loss"])
-        history.val_accuracy.append(val["accuracy"])
-        bar.set_postfix(train_loss=f"{total / count:.3f}", val_acc=f"{val['accuracy']:.3f}")
-        if val["loss"] < best_loss:
-            best_loss, best_state, stale = val["loss"], copy.deepcopy(model.state_dict()), 0
-            history.best_epoch = epoch
-        else:
-            stale += 1
-            if patience is not None and stale >= patience:
-                break
-    model.load_state_dict(best_state)
-    history.seconds = time.perf_counter() - start
-    return history
+        return total / count
+
+    return _fit(model, epochs, patience, progress, "epochs", train_epoch,
+                lambda: evaluate_classifier(model, val_loader, device), History())
+
+
+def train_language_model(
+    model: nn.Module,
+    train_ids: torch.Tensor,
+    val_ids: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float = 2e-3,
+    batch_size: int = 32,
+    bptt: int = 35,
+    weight_decay: float = 0.0,
+    max_grad_norm: float | None = 0.25,
+    patience: int | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    on_step: Callable[[int], object] | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> History:
+    """Train a language model by truncated backpropagation through time (TBPTT).
+
+    The training stream is cut into ``batch_size`` rows and read in windows of ``bptt`` tokens; the
+    recurrent state flows from one window to the next but gradients stop at the window edge.
+    Validation perplexity each epoch; hooks and early stopping as in :func:`train_classifier`.
+    """
+    _check_fit_args(epochs, lr, patience)
+    device = config.get_device(str(device)) if device is not None else config.get_device()
+    model.to(device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=weight_decay)
+    data = batchify(train_ids, batch_size)
+    step = 0
+
+    def train_epoch() -> float:
+        nonlocal step
+        total, count, state = 0.0, 0, None
+        windows = bptt_batches(data, bptt)
+        for batch in tqdm(windows, total=math.ceil((data.size(1) - 1) / bptt), desc="windows",
+                          disable=not progress, leave=False):
+            batch = _to(batch, device)
+            logits, state = model(batch["input_ids"], _detach(state))
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["targets"].reshape(-1))
+            objective = loss + penalty(model) if penalty is not None else loss
+            step += 1
+            _step(model, optimizer, objective, max_grad_norm, on_step, step)
+            total += loss.item() * batch["targets"].numel()
+            count += batch["targets"].numel()
+        return total / count
+
+    return _fit(model, epochs, patience, progress, "epochs", train_epoch,
+                lambda: evaluate_language_model(model, val_ids, device=device), History())

@@ -1,5 +1,6 @@
 """Models of the course: bag-of-words (01), RNNs (02-05), GAN (05), transformers (06-09)."""
 
 from .bow import BagOfWordsClassifier
+from .rnn import RNNClassifier, RNNLanguageModel
 
-__all__ = ["BagOfWordsClassifier"]
+__all__ = ["BagOfWordsClassifier", "RNNClassifier", "RNNLanguageModel"]

@@ -1,0 +1,75 @@
+"""Importance scores: one tensor per selected weight, same shape; low score = pruned first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..train import default_loss
+from .params import Param, effective_weight, stored_param
+
+Batch = dict[str, torch.Tensor]
+
+
+def magnitude_scores(params: Sequence[Param]) -> list[torch.Tensor]:
+    """``|w|`` of each effective (masked) weight."""
+    with torch.no_grad():
+        return [effective_weight(m, n).abs() for m, n in params]
+
+
+def random_scores(params: Sequence[Param], generator: torch.Generator) -> list[torch.Tensor]:
+    """Uniform random scores drawn from ``generator`` (a CPU generator; same seed, same scores)."""
+    return [
+        torch.rand(stored_param(m, n).shape, generator=generator).to(stored_param(m, n).device)
+        for m, n in params
+    ]
+
+
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    # lengths stay on the CPU: pack_padded_sequence requires it.
+    return {k: (v if k == "lengths" else v.to(device)) for k, v in batch.items()}
+
+
+def taylor_scores(
+    model: nn.Module,
+    params: Sequence[Param],
+    data: Iterable[Batch],
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] = default_loss,
+    max_batches: int | None = None,
+) -> list[torch.Tensor]:
+    """First-order Taylor importance ``sum over batches of |w * dL/dw|`` (Molchanov et al., 2017/2019).
+
+    ``w`` is the effective (masked) weight and the gradient is taken with respect to it. The model runs
+    in eval mode (no dropout) with gradients enabled; its mode is restored afterwards. Gradients come
+    from :func:`torch.autograd.grad`, so no ``.grad`` attribute is read or changed (training is not
+    affected). cuDNN is disabled meanwhile because its RNN backward refuses eval mode.
+    """
+    leaves = [stored_param(m, n) for m, n in params]
+    flags = [leaf.requires_grad for leaf in leaves]
+    device = leaves[0].device
+    scores = [torch.zeros_like(leaf) for leaf in leaves]
+    was_training, batches = model.training, 0
+    model.eval()
+    try:
+        for leaf in leaves:
+            leaf.requires_grad_(True)
+        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
+            for batch in data:
+                if max_batches is not None and batches >= max_batches:
+                    break
+                loss = loss_fn(model, _to_device(batch, device))
+                weights = [getattr(m, n) for m, n in params]  # the tensors this forward used
+                grads = torch.autograd.grad(loss, weights, allow_unused=True)
+                for score, w, g in zip(scores, weights, grads):
+                    if g is not None:
+                        score += (w.detach() * g).abs()
+                batches += 1
+    finally:
+        model.train(was_training)
+        for leaf, flag in zip(leaves, flags):
+            leaf.requires_grad_(flag)
+    if batches == 0:
+        raise ValueError("data yielded no batches: Taylor scores need at least one batch")
+    return scores

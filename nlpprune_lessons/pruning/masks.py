@@ -1,0 +1,132 @@
+"""Compute and install pruning masks on top of :mod:`torch.nn.utils.prune`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from ..train import default_loss
+from .importance import Batch, magnitude_scores, random_scores, taylor_scores
+from .params import Param, check_params, effective_weight, is_pruned, param_name, pruned_params
+
+METHODS = ("magnitude", "random", "taylor", "l1")
+SCOPES = ("global", "layer")
+
+
+def _check_amount(amount: float) -> float:
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0.0 <= amount <= 1.0:
+        raise ValueError(f"amount must be a number in [0, 1] (the fraction of weights that are zero), got {amount!r}")
+    return float(amount)
+
+
+def _bottom_k_mask(scores: torch.Tensor, amount: float, what: str) -> torch.Tensor:
+    """Mask (1 keep, 0 prune) zeroing the ``round(amount * n)`` lowest of the flat ``scores``."""
+    k = round(amount * scores.numel())
+    already = int(torch.isneginf(scores).sum())
+    if k < already:
+        raise ValueError(
+            f"amount {amount} asks for {k} zeros in {what}, which already has {already} "
+            f"(sparsity {already / scores.numel():.4f}); masks only grow, so amount must be at least that"
+        )
+    mask = torch.ones_like(scores)
+    if k:
+        mask[torch.topk(scores, k, largest=False).indices] = 0
+    return mask
+
+
+def _install_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
+    """Attach ``mask`` to ``module.<name>``; on a pruned weight, fold it into the existing mask buffer."""
+    if not is_pruned(module, name):
+        torch_prune.custom_from_mask(module, name, mask)
+        return
+    with torch.no_grad():
+        module._buffers[f"{name}_mask"].mul_(mask)
+    setattr(module, name, effective_weight(module, name))  # what torch's forward pre-hook would set
+
+
+def _scores(
+    model: nn.Module,
+    params: list[Param],
+    method: str,
+    data: Iterable[Batch] | None,
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None,
+    seed: int,
+) -> list[torch.Tensor]:
+    if method == "random":
+        return random_scores(params, torch.Generator().manual_seed(seed))
+    if method == "taylor":
+        return taylor_scores(model, params, data, loss_fn or default_loss)
+    return magnitude_scores(params)
+
+
+def prune(
+    model: nn.Module,
+    amount: float,
+    method: str = "magnitude",
+    scope: str = "global",
+    params: Sequence[Param] | None = None,
+    data: Iterable[Batch] | None = None,
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mask the lowest-scoring weights so that a fraction ``amount`` of the selected weights is zero.
+
+    ``amount`` is absolute: pruning to 0.5 and then to 0.8 leaves 80 % zeros, not 90 % as repeated
+    ``torch.nn.utils.prune`` calls (relative to what is left) would. Weights that are already zero
+    (masked or not) count towards it and stay masked; an ``amount`` below the current sparsity raises
+    ValueError, since masks only grow.
+
+    - ``method``: ``"magnitude"`` (|w|), ``"random"`` (seeded by ``seed``), ``"taylor"`` (|w * dL/dw|
+      summed over the batches of ``data``, loss ``loss_fn`` or :func:`~nlpprune_lessons.train.default_loss`),
+      ``"l1"`` (magnitude thresholding, meant for a model trained with :func:`l1_penalty` added to its
+      loss, which drives unimportant weights towards zero first).
+    - ``scope``: ``"global"`` (one threshold over all selected weights: exactly ``round(amount * total)``
+      zeros; for magnitude the same mask as ``prune.global_unstructured(..., L1Unstructured)``) or
+      ``"layer"`` (each weight gets exactly ``round(amount * numel)`` zeros).
+    - ``params``: (module, attribute) pairs, default :func:`default_params`.
+
+    Returns the sparsity of each selected weight, by dotted name.
+    """
+    amount = _check_amount(amount)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    params = check_params(model, params)
+    if method == "taylor" and data is None:
+        raise ValueError("method 'taylor' needs data: an iterable of batches to take gradients on")
+    scores = [
+        torch.where(effective_weight(m, n).detach() == 0, float("-inf"), s)
+        for (m, n), s in zip(params, _scores(model, params, method, data, loss_fn, seed))
+    ]
+    if scope == "global":
+        flat = _bottom_k_mask(torch.cat([s.flatten() for s in scores]), amount, "the selected weights")
+        masks = [chunk.view_as(s) for chunk, s in zip(flat.split([s.numel() for s in scores]), scores)]
+    else:
+        masks = [
+            _bottom_k_mask(s.flatten(), amount, param_name(model, m, n)).view_as(s)
+            for (m, n), s in zip(params, scores)
+        ]
+    result = {}
+    for (module, name), mask in zip(params, masks):
+        _install_mask(module, name, mask)
+        result[param_name(model, module, name)] = (effective_weight(module, name) == 0).float().mean().item()
+    return result
+
+
+def l1_penalty(model: nn.Module, params: Sequence[Param] | None = None) -> torch.Tensor:
+    """Sum of ``|w|`` over the effective selected weights (default :func:`default_params`); add
+    ``lambda * l1_penalty(model)`` to the training loss to push unimportant weights to zero."""
+    return sum(effective_weight(m, n).abs().sum() for m, n in check_params(model, params))
+
+
+def make_permanent(model: nn.Module) -> int:
+    """Fold every mask into its weight (``prune.remove``): plain parameters again, zeros no longer
+    frozen. Returns how many weights were made permanent."""
+    pruned = pruned_params(model)
+    for module, name in pruned:
+        torch_prune.remove(module, name)
+    return len(pruned)

@@ -1,0 +1,100 @@
+"""Which weights can be pruned, and how to reach them whether or not they carry a mask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+Param = tuple[nn.Module, str]
+
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+
+
+def is_pruned(module: nn.Module, name: str) -> bool:
+    """True when ``module.<name>`` carries a mask (``<name>_orig`` parameter + ``<name>_mask`` buffer)."""
+    return f"{name}_orig" in module._parameters and f"{name}_mask" in module._buffers
+
+
+def stored_param(module: nn.Module, name: str) -> nn.Parameter:
+    """The trainable tensor behind ``module.<name>``: ``<name>_orig`` when pruned, else the parameter."""
+    return module._parameters[f"{name}_orig" if is_pruned(module, name) else name]
+
+
+def effective_weight(module: nn.Module, name: str) -> torch.Tensor:
+    """The weight the module computes with: ``<name>_orig * <name>_mask`` when pruned (differentiable)."""
+    if is_pruned(module, name):
+        return module._parameters[f"{name}_orig"] * module._buffers[f"{name}_mask"]
+    return module._parameters[name]
+
+
+def _weight_names(module: nn.Module, include_embeddings: bool) -> list[str]:
+    if isinstance(module, nn.Linear) or (include_embeddings and isinstance(module, _EMBEDDINGS)):
+        return ["weight"]
+    if isinstance(module, nn.RNNBase):  # weight_ih_l{k}, weight_hh_l{k} (+ weight_hr_l{k}), [_reverse]
+        return [n for n in module._flat_weights_names if n.startswith("weight_")]
+    return []
+
+
+def default_params(model: nn.Module, include_embeddings: bool = False) -> list[Param]:
+    """The weight matrices worth pruning: every ``nn.Linear.weight`` and every LSTM/GRU/RNN weight matrix.
+
+    Biases are never included; embedding tables only with ``include_embeddings=True``. Names are the
+    plain attribute names (``"weight"``, ``"weight_hh_l0"``) whether or not the weight is already
+    pruned. A weight shared by several modules (tied embeddings) is listed once, for its first owner.
+    """
+    found, seen = [], set()
+    for module in model.modules():
+        for name in _weight_names(module, include_embeddings):
+            tensor = stored_param(module, name)
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                found.append((module, name))
+    return found
+
+
+def pruned_params(model: nn.Module) -> list[Param]:
+    """Every (module, name) of ``model`` that currently carries a pruning mask."""
+    return [
+        (module, hook._tensor_name)
+        for module in model.modules()
+        for hook in module._forward_pre_hooks.values()
+        if isinstance(hook, torch_prune.BasePruningMethod)
+    ]
+
+
+def check_params(model: nn.Module, params: Sequence[Param] | None) -> list[Param]:
+    """``params`` as a validated list, or :func:`default_params` when None.
+
+    Raises ValueError unless every entry is a distinct ``(module, attribute)`` pair whose module belongs
+    to ``model`` and has that parameter (plain or pruned), and the list is not empty.
+    """
+    if params is None:
+        params = default_params(model)
+    modules = {id(m) for m in model.modules()}
+    checked = []
+    for entry in params:
+        pair = isinstance(entry, tuple) and len(entry) == 2
+        if not (pair and isinstance(entry[0], nn.Module) and isinstance(entry[1], str)):
+            raise ValueError(f"params entries must be (module, attribute name) pairs, got {entry!r}")
+        module, name = entry
+        if id(module) not in modules:
+            raise ValueError(f"module {type(module).__name__} of params entry {name!r} is not part of the model")
+        if module._parameters.get(name) is None and not is_pruned(module, name):
+            raise ValueError(f"{type(module).__name__} has no parameter {name!r}")
+        if any(m is module and n == name for m, n in checked):
+            raise ValueError(f"params lists {type(module).__name__}.{name} twice")
+        checked.append((module, name))
+    if not checked:
+        raise ValueError("params is empty: select at least one (module, attribute name) pair to prune")
+    return checked
+
+
+def param_name(model: nn.Module, module: nn.Module, name: str) -> str:
+    """Dotted name of ``module.<name>`` inside ``model``, e.g. ``"rnn.weight_hh_l0"`` (never ``_orig``)."""
+    for prefix, candidate in model.named_modules():
+        if candidate is module:
+            return f"{prefix}.{name}" if prefix else name
+    raise ValueError(f"module {type(module).__name__} is not part of the model")

@@ -1,0 +1,85 @@
+"""Sparsity of a model, over the prunable weights and over all parameters (always both)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .params import Param, check_params, effective_weight, is_pruned, param_name, pruned_params
+
+
+@dataclass
+class SparsityReport:
+    """Zeros per prunable weight and the two totals the course always reports together."""
+
+    per_parameter: pd.DataFrame  # name, shape, numel, zeros, sparsity, masked
+    prunable_numel: int
+    prunable_zeros: int
+    total_numel: int
+    total_zeros: int
+
+    @property
+    def prunable_sparsity(self) -> float:
+        """Fraction of zeros over the prunable weights."""
+        return self.prunable_zeros / self.prunable_numel
+
+    @property
+    def overall_sparsity(self) -> float:
+        """Fraction of zeros over every parameter of the model (biases, embeddings, ...)."""
+        return self.total_zeros / self.total_numel if self.total_numel else 0.0
+
+    def __str__(self) -> str:
+        table = self.per_parameter.assign(sparsity=self.per_parameter["sparsity"].map("{:.2%}".format))
+        return (
+            f"{table.to_string(index=False)}\n"
+            f"prunable sparsity: {self.prunable_sparsity:.2%} ({self.prunable_zeros:,} / {self.prunable_numel:,})\n"
+            f"overall sparsity:  {self.overall_sparsity:.2%} ({self.total_zeros:,} / {self.total_numel:,})"
+        )
+
+
+def _zeros(tensor: torch.Tensor) -> int:
+    return int((tensor == 0).sum())
+
+
+def _overall(model: nn.Module) -> tuple[int, int]:
+    """(numel, zeros) over every parameter once, using the effective weight of pruned ones."""
+    numel = zeros = 0
+    seen = set()
+    for module in model.modules():
+        for key, tensor in module._parameters.items():
+            if tensor is None or id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            base = key.removesuffix("_orig")
+            weight = effective_weight(module, base) if key != base and is_pruned(module, base) else tensor
+            numel += tensor.numel()
+            zeros += _zeros(weight)
+    return numel, zeros
+
+
+@torch.no_grad()
+def sparsity_report(model: nn.Module, params: Sequence[Param] | None = None) -> SparsityReport:
+    """Sparsity of ``params`` (default :func:`default_params`) plus every masked weight, and of the
+    whole model. Pruned weights are counted through their effective value ``orig * mask``."""
+    selected = check_params(model, params)
+    selected += [p for p in pruned_params(model) if not any(p[0] is m and p[1] == n for m, n in selected)]
+    rows = []
+    for module, name in selected:
+        weight = effective_weight(module, name)
+        rows.append(
+            {
+                "name": param_name(model, module, name),
+                "shape": tuple(weight.shape),
+                "numel": weight.numel(),
+                "zeros": _zeros(weight),
+                "sparsity": _zeros(weight) / weight.numel(),
+                "masked": is_pruned(module, name),
+            }
+        )
+    table = pd.DataFrame(rows, columns=["name", "shape", "numel", "zeros", "sparsity", "masked"])
+    total_numel, total_zeros = _overall(model)
+    return SparsityReport(table, int(table["numel"].sum()), int(table["zeros"].sum()), total_numel, total_zeros)
