@@ -18,7 +18,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict | None = None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_model(model, str(tmp), metadata={"meta": json.dumps(meta or {}, default=str)})
+    # No default=str: a value that is not plain JSON would come back as a string, so fail instead.
+    save_model(model, str(tmp), metadata={"meta": json.dumps(meta or {})})
     tmp.replace(path)  # readers never see a half-written file
     return path
 

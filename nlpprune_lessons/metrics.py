@@ -54,6 +54,8 @@ def parameter_counts(model: torch.nn.Module) -> "pd.DataFrame":
                 else "linear" if isinstance(module, torch.nn.Linear) else "other")
         rows.append({"module": name or "(root)", "type": type(module).__name__, "kind": kind,
                      "parameters": sum(p.numel() for p in own)})
+    if not rows:
+        raise ValueError(f"{type(model).__name__} has no parameters to count")
     table = pd.DataFrame(rows)
     table["share"] = (table["parameters"] / table["parameters"].sum()).round(4)
     return table

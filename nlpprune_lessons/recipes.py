@@ -143,3 +143,20 @@ def trained_language_model(cell: str = "lstm", seed: int = 0, progress: bool = T
     recipe = {**LM_RECIPE, "cell": cell, "seed": seed, "vocab": len(data.vocab)}
     model, meta, _ = cached_model("gutenberg-lm", recipe, build, train)
     return model.to(config.get_device()), data, meta
+
+
+#: Fine-tuning between pruning steps: one epoch at a lower learning rate; the language model reads
+#: only the first tokens of its training stream in FULL mode (the whole stream takes minutes).
+FINE_TUNE = dict(epochs=1, lr=1e-3, lm_tokens_full=120_000)
+
+
+def fine_tune_classifier(model: RNNClassifier, data: SentimentData) -> None:
+    """The standard recovery step after pruning (masks stay on)."""
+    fit_classifier(model, data, epochs=FINE_TUNE["epochs"], progress=False, patience=None, lr=FINE_TUNE["lr"])
+
+
+def fine_tune_language_model(model: RNNLanguageModel, data: LanguageModelData) -> None:
+    """The standard recovery step after pruning (masks stay on)."""
+    tokens = config.pick(fast=None, full=FINE_TUNE["lm_tokens_full"])
+    subset = LanguageModelData(data.vocab, {**data.ids, "train": data.ids["train"][:tokens]})
+    fit_language_model(model, subset, epochs=FINE_TUNE["epochs"], progress=False, patience=None, lr=FINE_TUNE["lr"])

@@ -303,6 +303,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     Indices are shuffled (seeded, new order each epoch), cut into pools of
     ``batch_size * pool_batches``, sorted by length inside each pool and cut into batches; the
     batch order is shuffled again. With ``shuffle=False`` batches follow global length order.
+    The order depends on ``seed`` and the epoch number only: each pass advances the epoch, and
+    :meth:`set_epoch` (which the training loops call) pins it, so a training run does not depend
+    on how often the loader was read before.
     """
 
     def __init__(
@@ -323,6 +326,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.pool_batches = pool_batches
         self.drop_last = drop_last
         self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use the order of ``epoch``."""
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng(self.seed + self.epoch)

@@ -193,8 +193,14 @@ def train_classifier(
                                   weight_decay=weight_decay)
     step = 0
 
+    epoch = 0
+
     def train_epoch() -> float:
-        nonlocal step
+        nonlocal step, epoch
+        sampler = getattr(train_loader, "batch_sampler", None)
+        if hasattr(sampler, "set_epoch"):  # same batch order for the same seed, whatever ran before
+            sampler.set_epoch(epoch)
+        epoch += 1
         total, count = 0.0, 0
         for batch in train_loader:
             batch = _to(batch, device)

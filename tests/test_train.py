@@ -253,3 +253,24 @@ def test_load_results_rejects_other_json(tmp_path):
     path.write_text('{"name": "x", "records": []}', encoding="utf-8")
     with pytest.raises(ValueError, match=r"not a results file \(missing \['mode'\]\)"):
         load_results(path)
+
+
+def test_training_does_not_depend_on_earlier_reads_of_the_loader():
+    from nlpprune_lessons import config
+    from nlpprune_lessons.models import RNNClassifier
+    from nlpprune_lessons.text import make_loader
+    from nlpprune_lessons.train import train_classifier
+
+    sequences = [[2 + (i % 7)] * (1 + i % 5) for i in range(60)]
+    labels = [i % 2 for i in range(60)]
+    loader = make_loader(sequences, labels, batch_size=8, shuffle=True, seed=3)
+    val = make_loader(sequences, labels, batch_size=16)
+    weights = []
+    for reads_before in (0, 2):
+        for _ in range(reads_before):
+            list(loader)
+        config.set_seed(0)
+        model = RNNClassifier(10, 2, embed_dim=4, hidden_size=4)
+        train_classifier(model, loader, val, epochs=2, progress=False)
+        weights.append(model.classifier.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])

@@ -45,6 +45,8 @@ class RNNClassifier(nn.Module):
         super().__init__()
         if vocab_size < 2 or num_classes < 2 or embed_dim < 1:
             raise ValueError("need vocab_size >= 2, num_classes >= 2 and embed_dim >= 1")
+        if not 0 <= pad_id < vocab_size:
+            raise ValueError(f"pad_id {pad_id} is outside the vocabulary (size {vocab_size})")
         self.cell = cell
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.rnn = _rnn(cell, embed_dim, hidden_size, num_layers, dropout, bidirectional)

@@ -1,0 +1,115 @@
+"""Pruning experiments shared by lesson 03 and ``benchmarks/rnn_unstructured.py``.
+
+Each function takes the dense trained model, an ``evaluate(model) -> dict`` and, where training is
+involved, a ``fine_tune(model)`` callable; it returns one record (a dict) per measured point, ready
+for a DataFrame or :func:`nlpprune_lessons.results.save_results`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+
+from torch import nn
+from tqdm.auto import tqdm
+
+from .pruning import (default_params, param_name, prune, rewind, sparsity_report,
+                      weights_snapshot)
+
+Evaluate = Callable[[nn.Module], dict]
+FineTune = Callable[[nn.Module], object]
+
+
+def _record(model: nn.Module, metrics: dict, **fields) -> dict:
+    report = sparsity_report(model)
+    return {**fields, **metrics, "prunable_sparsity": report.prunable_sparsity,
+            "overall_sparsity": report.overall_sparsity}
+
+
+def _check_sparsities(sparsities: Sequence[float]) -> list[float]:
+    values = list(sparsities)
+    if not values or any(not 0.0 <= s <= 1.0 for s in values):
+        raise ValueError(f"sparsities must be a non-empty list of numbers in [0, 1], got {sparsities!r}")
+    return sorted(values)
+
+
+def one_shot(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], method: str = "magnitude",
+             scope: str = "global", fine_tune: FineTune | None = None, data: Iterable | None = None,
+             seed: int = 0, progress: bool = True) -> list[dict]:
+    """Prune a fresh copy of ``dense`` to each sparsity in one step (then ``fine_tune`` it, if given)."""
+    records = []
+    for sparsity in tqdm(_check_sparsities(sparsities), desc=f"one-shot {method}", disable=not progress, leave=False):
+        model = copy.deepcopy(dense)
+        prune(model, sparsity, method=method, scope=scope, data=data, seed=seed)
+        if fine_tune is not None:
+            fine_tune(model)
+        records.append(_record(model, evaluate(model), method=method, scope=scope, schedule="one-shot",
+                               fine_tuned=fine_tune is not None, sparsity=sparsity))
+    return records
+
+
+def iterative(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], fine_tune: FineTune,
+              method: str = "magnitude", scope: str = "global", data: Iterable | None = None,
+              seed: int = 0, progress: bool = True) -> list[dict]:
+    """Prune one copy of ``dense`` step by step through the sparsities, fine-tuning after each step."""
+    model = copy.deepcopy(dense)
+    records = []
+    for sparsity in tqdm(_check_sparsities(sparsities), desc=f"iterative {method}", disable=not progress, leave=False):
+        prune(model, sparsity, method=method, scope=scope, data=data, seed=seed)
+        fine_tune(model)
+        records.append(_record(model, evaluate(model), method=method, scope=scope, schedule="iterative",
+                               fine_tuned=True, sparsity=sparsity))
+    return records
+
+
+def sensitivity_scan(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float],
+                     progress: bool = True) -> list[dict]:
+    """Prune one weight matrix at a time (magnitude, that matrix only) and measure the damage."""
+    records = []
+    names = [param_name(dense, m, n) for m, n in default_params(dense)]
+    for index, name in enumerate(tqdm(names, desc="layers", disable=not progress, leave=False)):
+        for sparsity in _check_sparsities(sparsities):
+            model = copy.deepcopy(dense)
+            prune(model, sparsity, scope="layer", params=[default_params(model)[index]])
+            records.append({"parameter": name, "sparsity": sparsity, **evaluate(model)})
+    return records
+
+
+def lottery_ticket(build: Callable[[int], nn.Module], train: Callable[[nn.Module, Callable[[int], object]], object],
+                   evaluate: Evaluate, sparsity: float, rewind_step: int = 0, seed: int = 0) -> list[dict]:
+    """Frankle & Carbin (2019), with rewinding (Frankle et al., 2020).
+
+    Trains ``build(seed)`` with ``train(model, on_step)``, keeping a snapshot of its weights after
+    ``rewind_step`` optimiser steps (0 = the initialisation); prunes the trained model to ``sparsity``
+    (global magnitude); then trains (a) the *ticket*: that mask with the weights rewound to the
+    snapshot, and (b) the control: the same mask on another random initialisation, ``build(seed + 1)``.
+    Returns records for dense, ticket and control.
+    """
+    if rewind_step < 0:
+        raise ValueError(f"rewind_step must be >= 0, got {rewind_step}")
+    dense = build(seed)
+    snapshot = {} if rewind_step else {"weights": weights_snapshot(dense)}
+
+    def keep_snapshot(step: int) -> None:
+        if step == rewind_step:
+            snapshot["weights"] = weights_snapshot(dense)
+
+    train(dense, keep_snapshot)
+    if "weights" not in snapshot:
+        raise ValueError(f"training took fewer than rewind_step={rewind_step} steps")
+    records = [_record(dense, evaluate(dense), variant="dense", sparsity=0.0)]
+    prune(dense, sparsity)  # the mask of the trained model
+    ticket = dense
+    rewind(ticket, snapshot["weights"])
+    train(ticket, lambda step: None)
+    records.append(_record(ticket, evaluate(ticket), variant=f"ticket (rewound to step {rewind_step})",
+                           sparsity=sparsity))
+    control = build(seed + 1)
+    masks = {name: buf.clone() for name, buf in dense.named_buffers() if name.endswith("_mask")}
+    prune(control, sparsity)  # creates the mask buffers; overwritten below by the ticket's mask
+    for name, buf in control.named_buffers():
+        if name in masks:
+            buf.copy_(masks[name])
+    train(control, lambda step: None)
+    records.append(_record(control, evaluate(control), variant="same mask, random re-init", sparsity=sparsity))
+    return records

@@ -1,0 +1,89 @@
+"""The pruning experiments shared by lesson 03 and the benchmark."""
+
+import pytest
+import torch
+from torch import nn
+
+from nlpprune_lessons import config, sweeps
+from nlpprune_lessons.pruning import default_params, sparsity_report
+
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(6, 8)
+        self.b = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+def _dense(seed=0):
+    config.set_seed(seed)
+    return Toy()
+
+
+def _evaluate(model):
+    return {"prunable": sparsity_report(model).prunable_sparsity}
+
+
+def test_one_shot_prunes_fresh_copies_and_leaves_the_dense_model_alone():
+    dense = _dense()
+    before = [p.clone() for p in dense.parameters()]
+    records = sweeps.one_shot(dense, _evaluate, [0.9, 0.5], progress=False)
+    assert [r["sparsity"] for r in records] == [0.5, 0.9]  # sorted
+    assert [r["prunable"] for r in records] == [32 / 64, 58 / 64]  # round(s * 64) of 64 weights
+    assert all(torch.equal(a, b) for a, b in zip(before, dense.parameters()))
+    assert records[0]["schedule"] == "one-shot" and records[0]["fine_tuned"] is False
+
+
+def test_iterative_fine_tunes_after_every_step_on_one_model():
+    dense = _dense()
+    calls = []
+    records = sweeps.iterative(dense, _evaluate, [0.5, 0.8], fine_tune=lambda m: calls.append(id(m)),
+                               progress=False)
+    assert len(calls) == 2 and calls[0] == calls[1]  # the same model, pruned further
+    assert [r["prunable"] for r in records] == [32 / 64, 51 / 64]
+    assert all(r["fine_tuned"] for r in records)
+
+
+def test_sensitivity_scan_prunes_one_matrix_at_a_time():
+    dense = _dense()
+    rows = sweeps.sensitivity_scan(dense, _evaluate, [0.5], progress=False)
+    assert [r["parameter"] for r in rows] == ["a.weight", "b.weight"]
+    sizes = {"a.weight": 48, "b.weight": 16}
+    for row in rows:
+        assert row["prunable"] == pytest.approx(0.5 * sizes[row["parameter"]] / 64)
+
+
+def test_bad_sparsities_are_rejected():
+    with pytest.raises(ValueError, match="sparsities"):
+        sweeps.one_shot(_dense(), _evaluate, [], progress=False)
+    with pytest.raises(ValueError, match="sparsities"):
+        sweeps.one_shot(_dense(), _evaluate, [1.5], progress=False)
+
+
+def test_lottery_ticket_rewinds_the_survivors_and_gives_the_control_the_same_mask():
+    seen = {}
+
+    def train(model, on_step):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x = torch.randn(16, 6, generator=torch.Generator().manual_seed(1))
+        for step in range(1, 4):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+            on_step(step)
+        seen.setdefault("models", []).append(model)
+
+    def evaluate(model):
+        return {"a_orig": model.a.weight_orig.detach().clone() if hasattr(model.a, "weight_orig") else None}
+
+    records = sweeps.lottery_ticket(_dense, train, evaluate, sparsity=0.75, rewind_step=0, seed=0)
+    assert [r["variant"] for r in records][0] == "dense"
+    ticket, control = seen["models"][1], seen["models"][2]
+    assert torch.equal(ticket.a.weight_mask, control.a.weight_mask)
+    assert sparsity_report(ticket).prunable_sparsity == pytest.approx(0.75)
+    # the control starts from another initialisation than the ticket
+    assert not torch.equal(_dense(0).a.weight, _dense(1).a.weight)
+    assert len(default_params(ticket)) == 2
