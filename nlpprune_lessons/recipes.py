@@ -19,6 +19,10 @@ from .models import RNNClassifier, RNNLanguageModel
 from .text import Vocab, make_loader, normalise, word_tokenize
 from .train import evaluate_classifier, evaluate_language_model, train_classifier, train_language_model
 
+#: Part of every cache key: bump it when a change to the data pipeline or the training code changes
+#: what a recipe trains, so that caches made by older code are not reused.
+PIPELINE_VERSION = 2
+
 CLASSIFIER_RECIPE = dict(min_freq=2, batch_size=32, embed_dim=128, hidden_size=256, num_layers=1,
                          dropout=0.5, lr=2e-3, weight_decay=1e-4, max_epochs=10, patience=2)
 LM_RECIPE = dict(min_freq=3, batch_size=32, bptt=35, embed_dim=256, hidden_size=256, num_layers=2,
@@ -123,7 +127,7 @@ def trained_classifier(cell: str = "lstm", seed: int = 0, progress: bool = True)
         history = fit_classifier(model, data, progress=progress)
         return {"history": vars(history), "test": evaluate_classifier(model, data.loaders["test"])}
 
-    recipe = {**CLASSIFIER_RECIPE, "cell": cell, "seed": seed, "vocab": len(data.vocab)}
+    recipe = {**CLASSIFIER_RECIPE, "cell": cell, "seed": seed, "vocab": len(data.vocab), "pipeline": PIPELINE_VERSION}
     model, meta, _ = cached_model("rt-classifier", recipe, build, train)
     return model.to(config.get_device()), data, meta
 
@@ -140,7 +144,7 @@ def trained_language_model(cell: str = "lstm", seed: int = 0, progress: bool = T
         history = fit_language_model(model, data, progress=progress)
         return {"history": vars(history), "test": evaluate_language_model(model, data.ids["test"])}
 
-    recipe = {**LM_RECIPE, "cell": cell, "seed": seed, "vocab": len(data.vocab)}
+    recipe = {**LM_RECIPE, "cell": cell, "seed": seed, "vocab": len(data.vocab), "pipeline": PIPELINE_VERSION}
     model, meta, _ = cached_model("gutenberg-lm", recipe, build, train)
     return model.to(config.get_device()), data, meta
 
