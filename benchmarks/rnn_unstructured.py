@@ -3,13 +3,19 @@
 Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
 results/rnn_unstructured.json and prints the table and the issue's targets:
 dense LSTM classifier >= 0.75; iterative magnitude + fine-tuning >= 98% of dense accuracy at 80%
-and >= 96% at 90%; LM perplexity within +3% of dense at 80% and +8% at 90%.
+and >= 96% at 90%; LM perplexity within +3% of dense at 80% and +8% at 90% (gradual pruning, the
+recipe of Zhu & Gupta whose numbers the target quotes; iterative is in the table too).
+
+Gradual pruning trains the dense model on for a few epochs, so a dense control gets the same
+training without pruning; the classifier's fine-tuned runs also report train accuracy and accuracy
+on perturbed test reviews (typos, dropped words) for the generalisation/robustness claim.
 
     python benchmarks/rnn_unstructured.py
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 
@@ -17,10 +23,14 @@ import pandas as pd
 
 from nlpprune_lessons import config, recipes, sweeps
 from nlpprune_lessons.results import save_results
+from nlpprune_lessons.robustness import RobustnessProbe
 from nlpprune_lessons.text import batchify, bptt_batches
 from nlpprune_lessons.train import evaluate_classifier, evaluate_language_model
 
 SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95]
+GRADUAL_SPARSITIES = [0.8, 0.9]
+MEASURED = ("accuracy", "perplexity", "train_accuracy", "generalisation_gap", "typos_accuracy",
+            "dropped_words_accuracy")
 SEED = 0
 
 
@@ -29,38 +39,53 @@ def main() -> int:
     config.set_seed(SEED)
     classifier, sentiment, _ = recipes.trained_classifier(seed=SEED)
     lm, austen, _ = recipes.trained_language_model(seed=SEED)
+    probe = RobustnessProbe(sentiment, typo_rate=0.2, drop_rate=0.2, seed=SEED)
     models = {
         "classifier": dict(
             dense=classifier, metric="accuracy",
             evaluate=lambda m: {"accuracy": evaluate_classifier(m, sentiment.loaders["test"])["accuracy"]},
+            evaluate_fine_tuned=probe,
             fine_tune=lambda m: recipes.fine_tune_classifier(m, sentiment),
+            trainer=recipes.classifier_trainer(sentiment),
             data=list(itertools.islice(sentiment.loaders["train"], 20))),
         "language model": dict(
             dense=lm, metric="perplexity",
             evaluate=lambda m: {"perplexity": evaluate_language_model(m, austen.ids["test"])["perplexity"]},
             fine_tune=lambda m: recipes.fine_tune_language_model(m, austen),
+            trainer=recipes.language_model_trainer(austen),
             data=list(itertools.islice(bptt_batches(batchify(austen.ids["train"], 32), 35), 20))),
     }
     rows = []
     for name, spec in models.items():
-        dense_value = spec["evaluate"](spec["dense"])[spec["metric"]]
-        rows.append({"model": name, "recipe": "dense", "sparsity": 0.0, spec["metric"]: dense_value})
-        runs = [(f"one-shot {m}", sweeps.one_shot(spec["dense"], spec["evaluate"], SPARSITIES, m,
+        metric, evaluate = spec["metric"], spec["evaluate"]
+        tuned_evaluate = spec.get("evaluate_fine_tuned", evaluate)
+        dense_value = evaluate(spec["dense"])[metric]
+        rows.append({"model": name, "recipe": "dense", "sparsity": 0.0, **tuned_evaluate(spec["dense"])})
+        runs = [(f"one-shot {m}", sweeps.one_shot(spec["dense"], evaluate, SPARSITIES, m,
                                                   data=spec["data"], seed=SEED, progress=False))
                 for m in ("magnitude", "random", "taylor")]
         runs.append(("one-shot magnitude + fine-tune", sweeps.one_shot(
-            spec["dense"], spec["evaluate"], SPARSITIES, "magnitude", fine_tune=spec["fine_tune"], progress=False)))
+            spec["dense"], tuned_evaluate, SPARSITIES, "magnitude", fine_tune=spec["fine_tune"], progress=False)))
         runs.append(("one-shot random + fine-tune", sweeps.one_shot(
-            spec["dense"], spec["evaluate"], SPARSITIES, "random", fine_tune=spec["fine_tune"], seed=SEED,
+            spec["dense"], tuned_evaluate, SPARSITIES, "random", fine_tune=spec["fine_tune"], seed=SEED,
             progress=False)))
         runs.append(("iterative magnitude + fine-tune", sweeps.iterative(
-            spec["dense"], spec["evaluate"], SPARSITIES, spec["fine_tune"], progress=False)))
+            spec["dense"], tuned_evaluate, SPARSITIES, spec["fine_tune"], progress=False)))
+        train, total_steps = spec["trainer"]
+        control = copy.deepcopy(spec["dense"])
+        train(control, lambda step: None)
+        runs.append(("dense, trained on (control for gradual)", [{"sparsity": 0.0, **tuned_evaluate(control),
+                                                                  "prunable_sparsity": 0.0, "overall_sparsity": 0.0}]))
+        runs.append(("gradual magnitude (layer-wise)", sweeps.gradual(
+            spec["dense"], tuned_evaluate, GRADUAL_SPARSITIES, train, total_steps,
+            prune_until=recipes.GRADUAL["prune_until"], pruning_events=recipes.GRADUAL["pruning_events"],
+            progress=False)))
         for recipe, records in runs:
             for r in records:
-                rows.append({"model": name, "recipe": recipe, "sparsity": r["sparsity"],
-                             spec["metric"]: r[spec["metric"]],
-                             "pct_of_dense": 100 * (r[spec["metric"]] / dense_value if spec["metric"] == "accuracy"
-                                                    else dense_value / r[spec["metric"]]),
+                measured = {k: v for k, v in r.items() if k in MEASURED}
+                rows.append({"model": name, "recipe": recipe, "sparsity": r["sparsity"], **measured,
+                             "pct_of_dense": 100 * (r[metric] / dense_value if metric == "accuracy"
+                                                    else dense_value / r[metric]),
                              "prunable_sparsity": r["prunable_sparsity"],
                              "overall_sparsity": r["overall_sparsity"]})
             print(f"{name}: {recipe} done at {time.perf_counter() - start:.0f} s", flush=True)
@@ -73,17 +98,17 @@ def main() -> int:
 
     dense_acc = value("classifier", "dense", 0.0, "accuracy")
     dense_ppl = value("language model", "dense", 0.0, "perplexity")
-    it = "iterative magnitude + fine-tune"
+    it, gradual = "iterative magnitude + fine-tune", "gradual magnitude (layer-wise)"
     targets = [
         ("dense classifier accuracy >= 0.75", dense_acc, dense_acc >= 0.75),
         ("iterative 80%: accuracy >= 98% of dense", value("classifier", it, 0.8, "accuracy") / dense_acc,
          value("classifier", it, 0.8, "accuracy") >= 0.98 * dense_acc),
         ("iterative 90%: accuracy >= 96% of dense", value("classifier", it, 0.9, "accuracy") / dense_acc,
          value("classifier", it, 0.9, "accuracy") >= 0.96 * dense_acc),
-        ("LM 80%: perplexity <= dense +3%", value("language model", it, 0.8, "perplexity") / dense_ppl - 1,
-         value("language model", it, 0.8, "perplexity") <= 1.03 * dense_ppl),
-        ("LM 90%: perplexity <= dense +8%", value("language model", it, 0.9, "perplexity") / dense_ppl - 1,
-         value("language model", it, 0.9, "perplexity") <= 1.08 * dense_ppl),
+        ("LM gradual 80%: perplexity <= dense +3%", value("language model", gradual, 0.8, "perplexity") / dense_ppl - 1,
+         value("language model", gradual, 0.8, "perplexity") <= 1.03 * dense_ppl),
+        ("LM gradual 90%: perplexity <= dense +8%", value("language model", gradual, 0.9, "perplexity") / dense_ppl - 1,
+         value("language model", gradual, 0.9, "perplexity") <= 1.08 * dense_ppl),
     ]
     print()
     for label, measured, ok in targets:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -45,3 +45,20 @@ def measure_latency(fn: Callable[[], object], *, warmup: int = 3, repeats: int =
             times.append((time.perf_counter() - start) * 1e3)
     deciles = statistics.quantiles(times, n=10)
     return Latency(statistics.median(times), deciles[0], deciles[-1], repeats, torch.get_num_threads())
+
+
+def compare_latency(candidates: Mapping[str, Callable[[], object]], *, rounds: int = 5, repeats: int = 20,
+                    warmup: int = 3) -> dict[str, float]:
+    """Latency in ms of each candidate: :func:`measure_latency` in ``rounds`` alternating rounds, and
+    the fastest round's median per candidate. On a shared machine other work only ever adds time, and
+    alternating makes every candidate meet the quiet moments, so the ratios between candidates are fair
+    (the same reasoning as ``timeit``'s advice to take the minimum)."""
+    if not candidates:
+        raise ValueError("candidates must name at least one callable")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            times[name].append(measure_latency(fn, warmup=warmup, repeats=repeats).median_ms)
+    return {name: min(values) for name, values in times.items()}

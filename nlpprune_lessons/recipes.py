@@ -6,6 +6,7 @@ later lesson calling them gets the cached weights, or trains them with the same 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -53,11 +54,18 @@ def _sentiment_data(fast: bool, seed: int, min_freq: int, batch_size: int) -> Se
     tokens = {s: [normalise(word_tokenize(t)) for t in rt[s].text] for s in SPLITS}
     labels = {s: rt[s].label.tolist() for s in SPLITS}
     vocab = Vocab.build(tokens["train"], min_freq=min_freq)
-    encoded = {s: [vocab.encode(t, add_bos=True) for t in tokens[s]] for s in SPLITS}
-    loaders = {s: make_loader(encoded[s], labels[s], batch_size=batch_size if s == "train" else 256,
-                              shuffle=s == "train", bucket=True, pad_id=vocab.pad_id, seed=seed)
-               for s in SPLITS}
+    loaders = {s: sentiment_loader(vocab, tokens[s], labels[s], batch_size=batch_size, shuffle=True, seed=seed)
+               if s == "train" else sentiment_loader(vocab, tokens[s], labels[s]) for s in SPLITS}
     return SentimentData(vocab, tokens, labels, loaders)
+
+
+def sentiment_loader(vocab: Vocab, tokens: list[list[str]], labels: list[int], batch_size: int = 256,
+                     shuffle: bool = False, seed: int = 0) -> DataLoader:
+    """Padded, length-bucketed batches of tokenised reviews (``<bos>`` first), as the classifier reads them;
+    e.g. for evaluating on perturbed copies of the test texts."""
+    encoded = [vocab.encode(t, add_bos=True) for t in tokens]
+    return make_loader(encoded, labels, batch_size=batch_size, shuffle=shuffle, bucket=True, pad_id=vocab.pad_id,
+                       seed=seed)
 
 
 def sentiment_data(seed: int = 0) -> SentimentData:
@@ -164,3 +172,34 @@ def fine_tune_language_model(model: RNNLanguageModel, data: LanguageModelData) -
     tokens = config.pick(fast=None, full=FINE_TUNE["lm_tokens_full"])
     subset = LanguageModelData(data.vocab, {**data.ids, "train": data.ids["train"][:tokens]})
     fit_language_model(model, subset, epochs=FINE_TUNE["epochs"], progress=False, patience=None, lr=FINE_TUNE["lr"])
+
+
+#: Gradual pruning (and its dense control): the dense model trains on for a few more epochs while a
+#: cubic schedule raises the sparsity; the last weights are kept (an earlier epoch is less sparse).
+GRADUAL = dict(lr=1e-3, prune_until=0.7, pruning_events=20, classifier_epochs_full=4, lm_epochs_full=3,
+               classifier_epochs_fast=2, lm_epochs_fast=1)
+
+
+def classifier_trainer(data: SentimentData, epochs: int | None = None):
+    """``(train(model, on_step), total_steps)`` for :func:`nlpprune_lessons.sweeps.gradual`: the standard
+    recipe at ``GRADUAL["lr"]``, no early stopping, the last epoch's weights kept."""
+    epochs = epochs or config.pick(fast=GRADUAL["classifier_epochs_fast"], full=GRADUAL["classifier_epochs_full"])
+
+    def train(model, on_step):
+        fit_classifier(model, data, epochs=epochs, progress=False, patience=None, lr=GRADUAL["lr"],
+                       on_step=on_step, restore_best=False)
+
+    return train, epochs * len(data.loaders["train"])
+
+
+def language_model_trainer(data: LanguageModelData, epochs: int | None = None):
+    """As :func:`classifier_trainer`, for the language model (whole training stream, TBPTT)."""
+    epochs = epochs or config.pick(fast=GRADUAL["lm_epochs_fast"], full=GRADUAL["lm_epochs_full"])
+    r = LM_RECIPE
+
+    def train(model, on_step):
+        fit_language_model(model, data, epochs=epochs, progress=False, patience=None, lr=GRADUAL["lr"],
+                           on_step=on_step, restore_best=False)
+
+    columns = len(data.ids["train"]) // r["batch_size"]
+    return train, epochs * math.ceil((columns - 1) / r["bptt"])

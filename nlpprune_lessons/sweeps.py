@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterable, Sequence
 from torch import nn
 from tqdm.auto import tqdm
 
-from .pruning import (default_params, param_name, prune, rewind, sparsity_report,
+from .pruning import (GradualPruner, default_params, param_name, prune, rewind, sparsity_report,
                       weights_snapshot)
 
 Evaluate = Callable[[nn.Module], dict]
 FineTune = Callable[[nn.Module], object]
+#: ``train(model, on_step)``: trains ``model``, calling ``on_step(step)`` after every optimiser step.
+Train = Callable[[nn.Module, Callable[[int], object]], object]
 
 
 def _record(model: nn.Module, metrics: dict, **fields) -> dict:
@@ -59,6 +61,44 @@ def iterative(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float],
         fine_tune(model)
         records.append(_record(model, evaluate(model), method=method, scope=scope, schedule="iterative",
                                fine_tuned=True, sparsity=sparsity))
+    return records
+
+
+def gradual(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], train: Train, total_steps: int,
+            prune_until: float = 0.75, pruning_events: int = 20, method: str = "magnitude", scope: str = "layer",
+            data: Iterable | None = None, seed: int = 0, progress: bool = True) -> list[dict]:
+    """Gradual pruning (Zhu & Gupta, 2017): for each target, train a fresh copy of ``dense`` with
+    ``train(model, on_step)`` while a :class:`GradualPruner` raises the sparsity on the cubic schedule,
+    from 0 to the target at step ``prune_until * total_steps`` in ``pruning_events`` steps; the rest
+    of the training runs at the target sparsity.
+
+    ``total_steps`` is the number of optimiser steps ``train`` takes. ``train`` must end with its last
+    weights (e.g. ``restore_best=False``): an earlier epoch's weights carry an earlier, lower sparsity.
+    The default scope is layer-wise, as in Zhu & Gupta's implementation.
+    """
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
+    if not 0.0 < prune_until <= 1.0:
+        raise ValueError(f"prune_until must be in (0, 1], got {prune_until!r}")
+    if isinstance(pruning_events, bool) or not isinstance(pruning_events, int) or pruning_events < 1:
+        raise ValueError(f"pruning_events must be an integer >= 1, got {pruning_events!r}")
+    end_step = max(1, round(prune_until * total_steps))
+    frequency = max(1, end_step // pruning_events)
+    records = []
+    for sparsity in tqdm(_check_sparsities(sparsities), desc=f"gradual {method}", disable=not progress, leave=False):
+        model = copy.deepcopy(dense)
+        pruner = GradualPruner(model, sparsity, start_step=0, end_step=end_step, frequency=frequency,
+                               method=method, scope=scope, data=data, seed=seed)
+        train(model, pruner.step)
+        if not pruner.history or pruner.history[-1][0] != end_step:
+            raise ValueError(f"training stopped before step {end_step}, where the schedule reaches {sparsity}; "
+                             f"check total_steps={total_steps} and early stopping")
+        reached = sparsity_report(model).prunable_sparsity
+        if abs(reached - sparsity) > 1e-3:
+            raise ValueError(f"the trained model has sparsity {reached:.4f}, not {sparsity}: did train() restore "
+                             "an earlier epoch's weights? Use restore_best=False")
+        records.append(_record(model, evaluate(model), method=method, scope=scope, schedule="gradual",
+                               fine_tuned=True, sparsity=sparsity, pruning_steps=end_step, total_steps=total_steps))
     return records
 
 

@@ -88,9 +88,12 @@ def evaluate_classifier(
 
 
 def _detach(state):
+    """A recurrent state cut from the graph: a tensor, or tuples/lists of states (container kept)."""
     if state is None:
         return None
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(_detach(s) for s in state)
+    return state.detach()
 
 
 @torch.no_grad()
@@ -122,8 +125,9 @@ def _check_fit_args(epochs: int, lr: float, patience: int | None) -> None:
         raise ValueError(f"patience must be None or >= 1, got {patience}")
 
 
-def _fit(model, epochs, patience, progress, desc, train_epoch, validate, history) -> History:
-    """The epoch loop shared by both tasks: validate each epoch, stop early, keep the best weights."""
+def _fit(model, epochs, patience, progress, desc, train_epoch, validate, history, restore_best) -> History:
+    """The epoch loop shared by both tasks: validate each epoch, stop early, keep the best weights
+    (or, with ``restore_best=False``, the last epoch's)."""
     best_loss, best_state, stale = float("inf"), None, 0
     start = time.perf_counter()
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
@@ -144,7 +148,10 @@ def _fit(model, epochs, patience, progress, desc, train_epoch, validate, history
             stale += 1
             if patience is not None and stale >= patience:
                 break
-    model.load_state_dict(best_state)
+    if restore_best:
+        model.load_state_dict(best_state)
+    else:
+        history.best_epoch = len(history.val_loss) - 1
     history.seconds = time.perf_counter() - start
     return history
 
@@ -177,6 +184,7 @@ def train_classifier(
     patience: int | None = None,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     on_step: Callable[[int], object] | None = None,
+    restore_best: bool = True,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> History:
@@ -184,7 +192,9 @@ def train_classifier(
 
     ``penalty(model)`` is added to the loss (e.g. an L1 term); ``on_step(step)`` runs after every
     optimiser step (e.g. a gradual pruner). Early stopping: after ``patience`` epochs without a
-    lower validation loss, training stops. The model ends with its best validation epoch's weights.
+    lower validation loss, training stops. The model ends with its best validation epoch's weights,
+    or with the last epoch's when ``restore_best=False`` (needed when ``on_step`` prunes: an earlier
+    epoch's state would bring back its lower sparsity).
     """
     _check_fit_args(epochs, lr, patience)
     device = config.get_device(str(device)) if device is not None else config.get_device()
@@ -213,7 +223,7 @@ def train_classifier(
         return total / count
 
     return _fit(model, epochs, patience, progress, "epochs", train_epoch,
-                lambda: evaluate_classifier(model, val_loader, device), History())
+                lambda: evaluate_classifier(model, val_loader, device), History(), restore_best)
 
 
 def train_language_model(
@@ -230,6 +240,7 @@ def train_language_model(
     patience: int | None = None,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     on_step: Callable[[int], object] | None = None,
+    restore_best: bool = True,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> History:
@@ -264,4 +275,4 @@ def train_language_model(
         return total / count
 
     return _fit(model, epochs, patience, progress, "epochs", train_epoch,
-                lambda: evaluate_language_model(model, val_ids, device=device), History())
+                lambda: evaluate_language_model(model, val_ids, device=device), History(), restore_best)

@@ -87,3 +87,55 @@ def test_lottery_ticket_rewinds_the_survivors_and_gives_the_control_the_same_mas
     # the control starts from another initialisation than the ticket
     assert not torch.equal(_dense(0).a.weight, _dense(1).a.weight)
     assert len(default_params(ticket)) == 2
+
+
+def _sgd_train(steps, restore_first_step=False):
+    """A ``train(model, on_step)`` of ``steps`` SGD steps on fixed random data; ``restore_first_step``
+    ends with the state after step 1 (what ``restore_best=True`` may do when that epoch was best)."""
+    def train(model, on_step):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        x = torch.randn(16, 6, generator=torch.Generator().manual_seed(1))
+        first = None
+        for step in range(1, steps + 1):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+            on_step(step)
+            if step == 1:
+                first = {k: v.clone() for k, v in model.state_dict().items()}
+        if restore_first_step:
+            model.load_state_dict(first)
+    return train
+
+
+def test_gradual_reaches_each_target_on_a_fresh_copy_and_leaves_the_dense_model_alone():
+    dense = _dense()
+    before = [p.clone() for p in dense.parameters()]
+    records = sweeps.gradual(dense, _evaluate, [0.75, 0.5], _sgd_train(20), total_steps=20, prune_until=0.5,
+                             pruning_events=5, progress=False)
+    assert [r["sparsity"] for r in records] == [0.5, 0.75]
+    # layer-wise by default: each matrix at the target, so the prunable total is exact
+    assert [r["prunable"] for r in records] == [0.5, 0.75]
+    assert all(r["schedule"] == "gradual" and r["scope"] == "layer" and r["pruning_steps"] == 10 for r in records)
+    assert all(torch.equal(a, b) for a, b in zip(before, dense.parameters()))
+
+
+def test_gradual_refuses_a_training_that_stops_before_the_schedule_ends():
+    with pytest.raises(ValueError, match="stopped before step 15"):
+        sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(10), total_steps=20, progress=False)
+
+
+def test_gradual_refuses_a_training_that_restores_earlier_weights():
+    with pytest.raises(ValueError, match="restore_best=False"):
+        sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(20, restore_first_step=True), total_steps=20,
+                       pruning_events=20, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"total_steps": 0}, "total_steps must be an integer >= 1"),
+    ({"total_steps": 10, "prune_until": 0.0}, r"prune_until must be in \(0, 1\]"),
+    ({"total_steps": 10, "pruning_events": 0}, "pruning_events must be an integer >= 1"),
+])
+def test_gradual_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(10), progress=False, **kwargs)

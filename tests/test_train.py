@@ -185,6 +185,17 @@ def test_early_stopping_keeps_the_best_epoch():
     assert evaluate_classifier(model, val)["loss"] == pytest.approx(history.val_loss[0], rel=1e-5)
 
 
+def test_restore_best_false_keeps_the_last_epoch():
+    # as above, validation loss rises after epoch 0; without restoring, the model ends at epoch 3
+    config.set_seed(0)
+    model = BagOfWordsClassifier(VOCAB_SIZE)
+    train, val = _loaders(flip_val=True)
+    history = train_classifier(model, train, val, epochs=4, lr=0.1, progress=False, restore_best=False)
+    assert history.best_epoch == 3
+    assert evaluate_classifier(model, val)["loss"] == pytest.approx(history.val_loss[3], rel=1e-5)
+    assert history.val_loss[3] > history.val_loss[0]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

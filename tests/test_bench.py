@@ -1,0 +1,43 @@
+"""Latency helpers: percentiles, validation, alternating comparisons."""
+
+import time
+
+import pytest
+
+from nlpprune_lessons.bench import Latency, compare_latency, measure_latency
+
+
+def test_measure_latency_counts_calls_and_reports_percentiles():
+    calls = []
+    latency = measure_latency(lambda: calls.append(1), warmup=2, repeats=5)
+    assert len(calls) == 7 and isinstance(latency, Latency)
+    assert latency.p10_ms <= latency.median_ms <= latency.p90_ms and latency.repeats == 5
+
+
+def test_measure_latency_bad_arguments():
+    with pytest.raises(ValueError, match="repeats >= 3"):
+        measure_latency(lambda: None, repeats=2)
+
+
+def test_compare_latency_alternates_and_ranks_a_slow_call_slower():
+    order = []
+
+    def fast():
+        order.append("fast")
+
+    def slow():
+        order.append("slow")
+        time.sleep(0.002)
+
+    ms = compare_latency({"fast": fast, "slow": slow}, rounds=2, repeats=3, warmup=0)  # fastest round per candidate
+    assert ms["slow"] > ms["fast"] and ms["slow"] >= 2.0
+    assert order == ["fast"] * 3 + ["slow"] * 3 + ["fast"] * 3 + ["slow"] * 3  # round by round
+
+
+@pytest.mark.parametrize("kwargs, message", [({"rounds": 0}, "rounds must be a positive int"),
+                                             ({"rounds": True}, "rounds must be a positive int")])
+def test_compare_latency_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compare_latency({"a": lambda: None}, **kwargs)
+    with pytest.raises(ValueError, match="at least one callable"):
+        compare_latency({})
