@@ -1,0 +1,147 @@
+"""Structured-pruning experiments shared by lesson 04 and ``benchmarks/rnn_structured.py``: the
+"cutting by zeroing" myth, iterative unit removal with fine-tuning, and what a model costs to run
+and to store."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..bench import Latency, compare_latency, measure_latency
+from .rnn import (GATES, StackedRNN, _as_index, _check_indices, _check_model, _cell, _directions, _head_name,
+                  _sizes, _weights, hidden_sizes, hidden_unit_importance, recurrent_flops, remove_hidden_units,
+                  save_slim)
+
+Evaluate = Callable[[nn.Module], dict]
+FineTune = Callable[[nn.Module], object]
+
+
+@torch.no_grad()
+def zero_hidden_units(model: nn.Module, units: Mapping[int, Sequence[int]]) -> nn.Module:
+    """The "cutting" of many blog posts: a copy of ``model`` with every weight of the ``units``
+    ({layer: indices}) set to zero — gate rows, biases, outgoing columns — and every shape unchanged.
+
+    The zeroed units output exactly 0 (LSTM: every gate pre-activation is 0, so the cell stays 0;
+    GRU: the candidate is 0 and the state stays at its zero start), so the model computes what
+    :func:`remove_hidden_units` computes, with all the original parameters still stored and multiplied.
+    """
+    _check_model(model)
+    sizes = _sizes(model.rnn)
+    if not isinstance(units, Mapping):
+        raise TypeError(f"units must be a dict {{layer index: unit indices}}, got {type(units).__name__}")
+    zeroed = copy.deepcopy(model)
+    gates, d, weights = GATES[_cell(zeroed.rnn)], _directions(zeroed.rnn), _weights(zeroed.rnn)
+    for layer, indices in units.items():
+        layer = _as_index(layer, len(sizes), "layer index")
+        idx = torch.tensor(_check_indices(indices, sizes[layer], f"layer {layer} unit", f"units of layer {layer}"),
+                           dtype=torch.long)
+        size = sizes[layer]
+        rows = torch.cat([idx + g * size for g in range(gates)])
+        outgoing = torch.cat([idx + k * size for k in range(d)])
+        for w in weights[layer]:
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                w[kind][rows] = 0.0
+            w["weight_hh"][:, idx] = 0.0
+        consumers = ([w["weight_ih"] for w in weights[layer + 1]] if layer + 1 < len(sizes)
+                     else [getattr(zeroed, _head_name(zeroed)).weight])
+        for consumer in consumers:
+            consumer[:, outgoing] = 0.0
+    return zeroed
+
+
+@dataclass
+class RemovalStep:
+    """One point of :func:`iterative_unit_removal`: the model after removing ``fraction`` of the
+    original units of every layer (by ``criterion``) and fine-tuning, with its metrics."""
+
+    criterion: str
+    fraction: float
+    model: nn.Module
+    metrics: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """Plain fields for a DataFrame / results file (the model left out)."""
+        return {"criterion": self.criterion, "fraction_removed": self.fraction,
+                "hidden_sizes": hidden_sizes(self.model), **self.metrics}
+
+
+def iterative_unit_removal(dense: nn.Module, evaluate: Evaluate, fractions: Sequence[float], criterion: str,
+                           fine_tune: FineTune | None, data=None, progress: bool = True) -> list[RemovalStep]:
+    """Remove hidden units step by step: at each fraction (of every layer's *original* units), score the
+    current model's units by ``criterion``, remove the lowest-scoring until ``round((1 - f) * H)`` stay,
+    then ``fine_tune`` (if given) and ``evaluate``. ``dense`` is not changed."""
+    values = list(fractions)
+    if not values or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0 for f in values):
+        raise ValueError(f"fractions must be a non-empty list of numbers in (0, 1), got {fractions!r}")
+    original = hidden_sizes(dense)
+    model, steps = dense, []
+    for fraction in tqdm(sorted(values), desc=f"remove units ({criterion})", disable=not progress, leave=False):
+        current = hidden_sizes(model)
+        target = [max(1, round((1 - fraction) * h)) for h in original]
+        scores = hidden_unit_importance(model, criterion, data)
+        units = {layer: sorted(torch.argsort(s, stable=True)[:now - keep].tolist())
+                 for layer, (s, now, keep) in enumerate(zip(scores, current, target)) if now > keep}
+        model = remove_hidden_units(model, units)
+        if fine_tune is not None:
+            fine_tune(model)
+        steps.append(RemovalStep(criterion, fraction, model, evaluate(model)))
+    return steps
+
+
+def file_size_bytes(model: nn.Module) -> int:
+    """Bytes of the model saved with :func:`save_slim` (safetensors; architecture in the header)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_slim(model, Path(tmp) / "model.safetensors").stat().st_size
+
+
+def _recurrent_call(model: nn.Module, batch_size: int, seq_len: int, seed: int) -> Callable[[], object]:
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    weight = model.embedding.weight
+    x = torch.randn(batch_size, seq_len, weight.shape[1], generator=torch.Generator().manual_seed(seed)).to(weight.device)
+    return lambda: model.rnn(x)
+
+
+def recurrent_latency(model: nn.Module, batch_size: int, seq_len: int, repeats: int = 20, seed: int = 0) -> Latency:
+    """Latency of the recurrent part alone (``model.rnn``) on a random input ``[batch, seq_len, embed_dim]``,
+    eval mode (warm-up, median; see :func:`nlpprune_lessons.bench.measure_latency`)."""
+    call = _recurrent_call(model, batch_size, seq_len, seed)
+    was_training = model.training
+    model.eval()
+    try:
+        return measure_latency(call, repeats=repeats)
+    finally:
+        model.train(was_training)
+
+
+def cost_report(model: nn.Module, dense: nn.Module, seq_len: int = 64, batch_sizes: Sequence[int] = (1, 32),
+                repeats: int = 20, rounds: int = 5) -> dict:
+    """Parameters, file size and recurrent latency of ``model``, and its ratios to ``dense``: measured
+    speedup of the recurrent part (dense latency / model latency) and theoretical FLOP ratio
+    (``recurrent_flops`` of dense / of model). Both models are timed as :class:`StackedRNN` stacks in
+    eval mode, so only the sizes differ, alternating (:func:`~nlpprune_lessons.bench.compare_latency`).
+    The thread count is reported."""
+    baseline = remove_hidden_units(dense, {}).eval()
+    slim = (model if isinstance(model.rnn, StackedRNN) else remove_hidden_units(model, {}))
+    was_training = slim.training
+    slim.eval()
+    out = {"params": sum(p.numel() for p in model.parameters()), "file_MB": file_size_bytes(model) / 1e6,
+           "flop_ratio": recurrent_flops(baseline, seq_len) / recurrent_flops(slim, seq_len),
+           "threads": torch.get_num_threads()}
+    try:
+        for batch in batch_sizes:
+            ms = compare_latency({"dense": _recurrent_call(baseline, batch, seq_len, 0),
+                                  "slim": _recurrent_call(slim, batch, seq_len, 0)}, rounds=rounds, repeats=repeats)
+            out[f"rnn_ms_b{batch}"] = ms["slim"]
+            out[f"speedup_b{batch}"] = ms["dense"] / ms["slim"]
+    finally:
+        slim.train(was_training)
+    return out

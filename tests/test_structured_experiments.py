@@ -1,0 +1,80 @@
+"""Lesson 04's experiments: zeroing vs removing units, iterative removal, cost reports."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nlpprune_lessons.structured import StackedRNN, hidden_sizes, recurrent_flops, remove_hidden_units
+from nlpprune_lessons.structured.experiments import (RemovalStep, cost_report, file_size_bytes,
+                                                     iterative_unit_removal, recurrent_latency, zero_hidden_units)
+from test_structured_rnn import KINDS, UNITS, _assert_same_outputs, _clf, _clf_batches, _lm, _model, _outputs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_zeroing_every_weight_of_a_unit_equals_removing_it_and_keeps_every_shape(kind, cell):
+    model = _model(kind, cell, 3)
+    zeroed = zero_hidden_units(model, UNITS)
+    assert [p.shape for p in zeroed.parameters()] == [p.shape for p in model.parameters()]
+    assert sum(p.numel() for p in zeroed.parameters()) == sum(p.numel() for p in model.parameters())
+    assert sum(int((p == 0).sum()) for p in zeroed.parameters()) > sum(int((p == 0).sum()) for p in model.parameters())
+    _assert_same_outputs(zeroed, remove_hidden_units(model, UNITS), kind)
+    # and it did change the function (so the comparison above can fail)
+    assert not torch.allclose(_outputs(zeroed, kind)[0], _outputs(model, kind)[0], atol=1e-5)
+
+
+def test_zeroing_leaves_the_input_model_alone_and_validates_units():
+    model = _clf()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    zero_hidden_units(model, {0: [1]})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="listed more than once"):
+        zero_hidden_units(model, {0: [1, 1]})
+    with pytest.raises(ValueError, match="out of range"):
+        zero_hidden_units(model, {5: [1]})
+    with pytest.raises(TypeError, match="units must be a dict"):
+        zero_hidden_units(model, [1])
+
+
+def test_iterative_removal_shrinks_step_by_step_from_the_original_sizes():
+    dense = _clf(num_layers=2)  # hidden 8 per layer
+    tuned = []
+    steps = iterative_unit_removal(dense, lambda m: {"sizes": hidden_sizes(m)}, [0.75, 0.25], "activation",
+                                   fine_tune=lambda m: tuned.append(hidden_sizes(m)), data=_clf_batches(),
+                                   progress=False)
+    assert [s.fraction for s in steps] == [0.25, 0.75]
+    assert [hidden_sizes(s.model) for s in steps] == [[6, 6], [2, 2]]  # round((1 - f) * 8)
+    assert tuned == [[6, 6], [2, 2]]
+    assert isinstance(steps[0], RemovalStep) and steps[0].record()["hidden_sizes"] == [6, 6]
+    assert steps[1].record()["sizes"] == [2, 2] and steps[1].record()["criterion"] == "activation"
+    assert hidden_sizes(dense) == [8, 8]
+
+
+@pytest.mark.parametrize("fractions", [[], [0.0], [1.0], [True]])
+def test_iterative_removal_bad_fractions(fractions):
+    with pytest.raises(ValueError, match="fractions must be a non-empty list of numbers in"):
+        iterative_unit_removal(_clf(), lambda m: {}, fractions, "l2", None, progress=False)
+
+
+def test_cost_report_ratios_and_file_size_follow_the_shapes():
+    dense = _lm(num_layers=2)
+    slim = remove_hidden_units(dense, {0: [0, 1, 2, 3], 1: [4, 5, 6, 7]})
+    report = cost_report(slim, dense, seq_len=8, batch_sizes=(1, 4), repeats=3)
+    assert report["params"] == sum(p.numel() for p in slim.parameters())
+    assert report["flop_ratio"] == pytest.approx(recurrent_flops(dense, 8) / recurrent_flops(slim, 8))
+    assert report["flop_ratio"] > 1
+    assert {"rnn_ms_b1", "rnn_ms_b4", "speedup_b1", "speedup_b4", "threads", "file_MB"} <= report.keys()
+    assert report["file_MB"] * 1e6 == file_size_bytes(slim) < file_size_bytes(dense)
+    same = cost_report(dense, dense, seq_len=8, batch_sizes=(1,), repeats=3)
+    assert same["flop_ratio"] == 1.0 and same["params"] == sum(p.numel() for p in dense.parameters())
+
+
+def test_recurrent_latency_times_the_rnn_and_validates():
+    model = remove_hidden_units(_clf(), {})
+    assert isinstance(model.rnn, StackedRNN)
+    latency = recurrent_latency(model, 2, 5, repeats=3)
+    assert latency.median_ms > 0 and latency.repeats == 3
+    assert model.training is False  # _clf models are in eval mode; the mode is restored
+    with pytest.raises(ValueError, match="seq_len must be a positive int"):
+        recurrent_latency(model, 2, 0)
