@@ -5,7 +5,7 @@ Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
 results/rnn_structured.json and prints the table and the issue's targets: with 50% of hidden units
 removed, measured speedup of the recurrent part (batch 32, sequence 64) >= 0.8 x its FLOP ratio;
 file size in proportion to parameters; the fine-tuned 50%-units classifier within 1.5 accuracy
-points of dense.
+points of dense (judged on the worst criterion: picking the best one would select on the test set).
 
     python benchmarks/rnn_structured.py
 """
@@ -36,7 +36,8 @@ def one_thread_speedup(model, dense) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return {"speedup_b32_1thread": cost_report(model, dense, SEQ_LEN, batch_sizes=(32,), repeats=REPEATS)["speedup_b32"]}
+        report = cost_report(model, dense, SEQ_LEN, batch_sizes=(32,), repeats=REPEATS)
+        return {"speedup_b32_1thread": report["speedup_b32"]}
     finally:
         torch.set_num_threads(threads)
 
@@ -82,7 +83,7 @@ def main() -> int:
 
     half = table[table.fraction_removed == 0.5]
     dense_acc = float(dense_rows.loc["classifier", "accuracy"])
-    best_cls = half[half.model == "classifier"].accuracy.max()
+    worst_cls = half[half.model == "classifier"].accuracy.min()  # no criterion picked on the test set
     targets = []
     for name in models:
         h = half[half.model == name]
@@ -91,8 +92,8 @@ def main() -> int:
         gap = (h.file_ratio - h.params_ratio).abs().max()
         targets.append((f"{name}, 50% units: file size ratio within 0.02 of the parameter ratio", float(gap),
                         bool(gap <= 0.02)))
-    targets.append(("classifier, 50% units, fine-tuned: within 1.5 points of dense (best criterion)",
-                    float((dense_acc - best_cls) * 100), bool(best_cls >= dense_acc - 0.015)))
+    targets.append(("classifier, 50% units, fine-tuned: within 1.5 points of dense (every criterion; points below)",
+                    float((dense_acc - worst_cls) * 100), bool(worst_cls >= dense_acc - 0.015)))
     print()
     for label, measured, ok in targets:
         print(f"{'MET ' if ok else 'MISS'} {label}: measured {measured:.4f}")

@@ -53,6 +53,8 @@ def compare_latency(candidates: Mapping[str, Callable[[], object]], *, rounds: i
     the fastest round's median per candidate. On a shared machine other work only ever adds time, and
     alternating makes every candidate meet the quiet moments, so the ratios between candidates are fair
     (the same reasoning as ``timeit``'s advice to take the minimum)."""
+    if not isinstance(candidates, Mapping) or not all(callable(fn) for fn in candidates.values()):
+        raise TypeError("candidates must be a dict {name: callable taking no arguments}")
     if not candidates:
         raise ValueError("candidates must name at least one callable")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:

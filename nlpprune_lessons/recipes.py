@@ -17,6 +17,7 @@ from . import config
 from .checkpoints import cached_model
 from .data import SPLITS, gutenberg_sentences, load_rotten_tomatoes
 from .models import RNNClassifier, RNNLanguageModel
+from .sweeps import Train
 from .text import Vocab, make_loader, normalise, word_tokenize
 from .train import evaluate_classifier, evaluate_language_model, train_classifier, train_language_model
 
@@ -180,10 +181,18 @@ GRADUAL = dict(lr=1e-3, prune_until=0.7, pruning_events=20, classifier_epochs_fu
                classifier_epochs_fast=2, lm_epochs_fast=1)
 
 
-def classifier_trainer(data: SentimentData, epochs: int | None = None):
+def _gradual_epochs(epochs: int | None, fast: int, full: int) -> int:
+    if epochs is None:
+        return config.pick(fast=fast, full=full)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be None (the recipe's) or an int >= 1, got {epochs!r}")
+    return epochs
+
+
+def classifier_trainer(data: SentimentData, epochs: int | None = None) -> tuple[Train, int]:
     """``(train(model, on_step), total_steps)`` for :func:`nlpprune_lessons.sweeps.gradual`: the standard
     recipe at ``GRADUAL["lr"]``, no early stopping, the last epoch's weights kept."""
-    epochs = epochs or config.pick(fast=GRADUAL["classifier_epochs_fast"], full=GRADUAL["classifier_epochs_full"])
+    epochs = _gradual_epochs(epochs, GRADUAL["classifier_epochs_fast"], GRADUAL["classifier_epochs_full"])
 
     def train(model, on_step):
         fit_classifier(model, data, epochs=epochs, progress=False, patience=None, lr=GRADUAL["lr"],
@@ -192,9 +201,9 @@ def classifier_trainer(data: SentimentData, epochs: int | None = None):
     return train, epochs * len(data.loaders["train"])
 
 
-def language_model_trainer(data: LanguageModelData, epochs: int | None = None):
+def language_model_trainer(data: LanguageModelData, epochs: int | None = None) -> tuple[Train, int]:
     """As :func:`classifier_trainer`, for the language model (whole training stream, TBPTT)."""
-    epochs = epochs or config.pick(fast=GRADUAL["lm_epochs_fast"], full=GRADUAL["lm_epochs_full"])
+    epochs = _gradual_epochs(epochs, GRADUAL["lm_epochs_fast"], GRADUAL["lm_epochs_full"])
     r = LM_RECIPE
 
     def train(model, on_step):

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 from torch import nn
 
-from .perturb import perturb_texts
+from .perturb import changed_share, perturb_texts
 from .recipes import SentimentData, sentiment_loader
 from .train import evaluate_classifier
 
 
 class RobustnessProbe:
     """An ``evaluate(model) -> dict`` for the sweeps: test and train accuracy, their gap, and accuracy on
-    perturbed copies of the test reviews (typos in a share ``typo_rate`` of the words, a share
-    ``drop_rate`` of the words dropped). The perturbed texts are drawn once, with ``seed``, so every
-    model is tested on the same inputs."""
+    perturbed copies of the test reviews (:func:`~nlpprune_lessons.perturb.add_typos` at ``typo_rate``,
+    :func:`~nlpprune_lessons.perturb.drop_words` at ``drop_rate``). The perturbed texts are drawn once,
+    with ``seed``, so every model is tested on the same inputs; :attr:`perturbations` says how much
+    each perturbation changed (share of tokens changed, share of tokens unknown to the vocabulary)."""
 
-    def __init__(self, data: SentimentData, typo_rate: float = 0.2, drop_rate: float = 0.2, seed: int = 0):
+    def __init__(self, data: SentimentData, typo_rate: float = 0.2, drop_rate: float = 0.2, seed: int = 0) -> None:
+        if not isinstance(data, SentimentData):
+            raise TypeError(f"data must be a SentimentData (recipes.sentiment_data()), got {type(data).__name__}")
         test_tokens, test_labels = data.tokens["test"], data.labels["test"]
-        self.rates = {"typos": typo_rate, "dropped words": drop_rate}
+        perturbed = {kind: perturb_texts(test_tokens, kind, rate, seed)
+                     for kind, rate in (("typos", typo_rate), ("dropped words", drop_rate))}
+        self.perturbations = {"none": {"rate": 0.0, "changed_share": 0.0,
+                                       "unknown_share": data.vocab.oov_rate(test_tokens)}}
+        for kind, texts in perturbed.items():
+            self.perturbations[kind] = {"rate": typo_rate if kind == "typos" else drop_rate,
+                                        "changed_share": changed_share(test_tokens, texts),
+                                        "unknown_share": data.vocab.oov_rate(texts)}
         self.loaders = {
             "accuracy": data.loaders["test"],
             "train_accuracy": sentiment_loader(data.vocab, data.tokens["train"], data.labels["train"]),
-            **{f"{kind.replace(' ', '_')}_accuracy": sentiment_loader(
-                data.vocab, perturb_texts(test_tokens, kind, rate, seed), test_labels)
-               for kind, rate in self.rates.items()},
+            **{f"{kind.replace(' ', '_')}_accuracy": sentiment_loader(data.vocab, texts, test_labels)
+               for kind, texts in perturbed.items()},
         }
 
     def __call__(self, model: nn.Module) -> dict[str, float]:

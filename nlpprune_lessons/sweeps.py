@@ -8,13 +8,14 @@ for a DataFrame or :func:`nlpprune_lessons.results.save_results`.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 from tqdm.auto import tqdm
 
-from .pruning import (GradualPruner, default_params, param_name, prune, rewind, sparsity_report,
-                      weights_snapshot)
+from .pruning import (METHODS, SCOPES, GradualPruner, default_params, param_name, prune, rewind,
+                      sparsity_report, weights_snapshot)
 
 Evaluate = Callable[[nn.Module], dict]
 FineTune = Callable[[nn.Module], object]
@@ -69,8 +70,8 @@ def gradual(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], t
             data: Iterable | None = None, seed: int = 0, progress: bool = True) -> list[dict]:
     """Gradual pruning (Zhu & Gupta, 2017): for each target, train a fresh copy of ``dense`` with
     ``train(model, on_step)`` while a :class:`GradualPruner` raises the sparsity on the cubic schedule,
-    from 0 to the target at step ``prune_until * total_steps`` in ``pruning_events`` steps; the rest
-    of the training runs at the target sparsity.
+    from 0 to the target at step ``prune_until * total_steps`` in at most ``pruning_events`` steps;
+    the rest of the training runs at the target sparsity.
 
     ``total_steps`` is the number of optimiser steps ``train`` takes. ``train`` must end with its last
     weights (e.g. ``restore_best=False``): an earlier epoch's weights carry an earlier, lower sparsity.
@@ -78,12 +79,17 @@ def gradual(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], t
     """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
-    if not 0.0 < prune_until <= 1.0:
-        raise ValueError(f"prune_until must be in (0, 1], got {prune_until!r}")
+    if isinstance(prune_until, bool) or not isinstance(prune_until, (int, float)) or not 0.0 < prune_until <= 1.0:
+        raise ValueError(f"prune_until must be a number in (0, 1], got {prune_until!r}")
     if isinstance(pruning_events, bool) or not isinstance(pruning_events, int) or pruning_events < 1:
         raise ValueError(f"pruning_events must be an integer >= 1, got {pruning_events!r}")
+    if method not in METHODS or scope not in SCOPES:  # checked now, not at the first pruning event
+        raise ValueError(f"method must be one of {', '.join(METHODS)} and scope one of {', '.join(SCOPES)}, "
+                         f"got {method!r} and {scope!r}")
+    if method == "taylor" and data is None:
+        raise ValueError("method 'taylor' needs data: a re-iterable collection of batches")
     end_step = max(1, round(prune_until * total_steps))
-    frequency = max(1, end_step // pruning_events)
+    frequency = math.ceil(end_step / pruning_events)  # at most pruning_events events, the last at end_step
     records = []
     for sparsity in tqdm(_check_sparsities(sparsities), desc=f"gradual {method}", disable=not progress, leave=False):
         model = copy.deepcopy(dense)
@@ -98,7 +104,24 @@ def gradual(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], t
             raise ValueError(f"the trained model has sparsity {reached:.4f}, not {sparsity}: did train() restore "
                              "an earlier epoch's weights? Use restore_best=False")
         records.append(_record(model, evaluate(model), method=method, scope=scope, schedule="gradual",
-                               fine_tuned=True, sparsity=sparsity, pruning_steps=end_step, total_steps=total_steps))
+                               fine_tuned=True, sparsity=sparsity, pruning_steps=end_step, total_steps=total_steps,
+                               pruning_events=len(pruner.history)))
+    return records
+
+
+def dense_control(dense: nn.Module, evaluate: Evaluate, fine_tune: FineTune, rounds: int) -> list[dict]:
+    """The control for pruning with fine-tuning: a copy of ``dense`` fine-tuned the same way, ``rounds``
+    times in a row, with no pruning; one record after each round (``fine_tune_rounds`` = 1, 2, ...).
+    Compare one-shot + fine-tuning with round 1 and step k of :func:`iterative` with round k, so that
+    what the extra training did is not credited to pruning."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    model = copy.deepcopy(dense)
+    records = []
+    for k in range(1, rounds + 1):
+        fine_tune(model)
+        records.append(_record(model, evaluate(model), schedule="dense control", fine_tuned=True, sparsity=0.0,
+                               fine_tune_rounds=k))
     return records
 
 

@@ -142,7 +142,7 @@ def _fit(model, epochs, patience, progress, desc, train_epoch, validate, history
         bar.set_postfix({"train_loss": f"{history.train_loss[-1]:.3f}",
                          **{f"val_{k}": f"{v:.3f}" for k, v in val.items() if k != "loss"}})
         if val["loss"] < best_loss:
-            best_loss, best_state, stale = val["loss"], _state_copy(model), 0
+            best_loss, best_state, stale = val["loss"], _state_copy(model) if restore_best else None, 0
             history.best_epoch = epoch
         else:
             stale += 1

@@ -5,7 +5,7 @@ import torch
 
 from nlpprune_lessons import config, recipes
 from nlpprune_lessons.models import BagOfWordsClassifier
-from nlpprune_lessons.perturb import MIN_TYPO_LENGTH, add_typos, drop_words, perturb_texts
+from nlpprune_lessons.perturb import MIN_TYPO_LENGTH, add_typos, changed_share, drop_words, perturb_texts
 from nlpprune_lessons.robustness import RobustnessProbe
 from nlpprune_lessons.text import Vocab
 
@@ -18,11 +18,20 @@ def test_typos_edit_only_long_alphabetic_words_by_one_character():
     assert len(typoed) == len(tokens)
     for before, after in zip(tokens, typoed):
         if before.isalpha() and len(before) >= MIN_TYPO_LENGTH:
-            assert after != before or sorted(after) == sorted(before)  # a swap of equal letters changes nothing
+            assert after != before  # every edit changes the word
             assert abs(len(after) - len(before)) <= 1
         else:
             assert after == before
-    assert sum(a != b for a, b in zip(tokens, typoed)) >= 6
+    eligible = sum(t.isalpha() and len(t) >= MIN_TYPO_LENGTH for t in tokens)
+    assert changed_share([tokens], [typoed]) == eligible / len(tokens)
+
+
+def test_typos_reach_every_position_and_never_leave_a_word_unchanged():
+    edited = [add_typos(["aab"], 1.0, seed=s)[0] for s in range(400)]
+    assert "aab" not in edited  # "aa" swapped would be no change
+    assert "ab" in edited and "aa" in edited  # an "a" deleted; the last letter deleted
+    assert any(len(w) == 3 and w[:2] == "aa" and w[2] != "b" for w in edited)  # last letter replaced
+    assert any(len(w) == 4 and w[:3] == "aab" for w in edited)  # insertion after the last letter
 
 
 def test_rate_zero_changes_nothing_and_the_input_is_not_modified():
@@ -51,7 +60,9 @@ def test_drop_words_keeps_order_and_never_empties_a_text():
 
 def test_drop_rate_is_about_right_on_many_words():
     tokens = ["word"] * 10_000
-    assert len(drop_words(tokens, 0.2, seed=0)) == pytest.approx(8_000, rel=0.05)
+    kept = drop_words(tokens, 0.2, seed=0)
+    assert len(kept) == pytest.approx(8_000, rel=0.05)
+    assert changed_share([tokens], [kept]) == pytest.approx(1 - len(kept) / 10_000)
 
 
 def test_perturb_texts_gives_each_text_its_own_seed():
@@ -67,6 +78,9 @@ def test_perturb_texts_gives_each_text_its_own_seed():
     (lambda: add_typos(WORDS, True), ValueError, "rate must be"),
     (lambda: add_typos("a whole string", 0.1), TypeError, "list of strings"),
     (lambda: perturb_texts([WORDS], "shouting", 0.1), ValueError, "unknown perturbation 'shouting'"),
+    (lambda: perturb_texts(WORDS, "typos", 0.1), TypeError, "for one text, pass"),
+    (lambda: add_typos(iter(WORDS), 0.1), TypeError, "not a string or an iterator"),
+    (lambda: changed_share([], []), ValueError, "same non-empty list"),
 ])
 def test_bad_arguments(call, error, message):
     with pytest.raises(error, match=message):
@@ -90,14 +104,21 @@ def test_probe_reports_accuracies_and_the_gap():
         model.token_weights.weight.zero_()
         model.token_weights.weight[data.vocab.stoi["good"], 1] = 5.0
         model.token_weights.weight[data.vocab.stoi["bad"], 0] = 5.0
-    result = RobustnessProbe(data, typo_rate=0.0, drop_rate=0.0)(model)
+    probe = RobustnessProbe(data, typo_rate=0.0, drop_rate=0.0)
+    assert probe.perturbations["typos"]["changed_share"] == 0.0
+    assert probe.perturbations["none"]["unknown_share"] == 0.5  # "plot" is not in the training vocabulary
+    result = probe(model)
     assert result == {"accuracy": 1.0, "train_accuracy": 1.0, "typos_accuracy": 1.0,
                       "dropped_words_accuracy": 1.0, "generalisation_gap": 0.0}
     # every key word mistyped: "good"/"bad" become unknown and the rule has nothing to go on
-    typoed = RobustnessProbe(data, typo_rate=1.0, drop_rate=0.0)(model)
+    typo_probe = RobustnessProbe(data, typo_rate=1.0, drop_rate=0.0)
+    assert typo_probe.perturbations["typos"]["changed_share"] == 1.0  # every word has 3+ letters
+    typoed = typo_probe(model)
     assert typoed["typos_accuracy"] == 0.5 and typoed["accuracy"] == 1.0
 
 
-def test_probe_rejects_a_non_model():
+def test_probe_rejects_a_non_model_and_bad_data():
     with pytest.raises(TypeError, match="torch.nn.Module"):
         RobustnessProbe(_tiny_sentiment())("model")
+    with pytest.raises(TypeError, match="SentimentData"):
+        RobustnessProbe({"tokens": {}})

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nlpprune_lessons.structured import StackedRNN, hidden_sizes, recurrent_flops, remove_hidden_units
+from nlpprune_lessons.structured import hidden_sizes, recurrent_flops, remove_hidden_units
 from nlpprune_lessons.structured.experiments import (RemovalStep, cost_report, file_size_bytes,
-                                                     iterative_unit_removal, recurrent_latency, zero_hidden_units)
+                                                     iterative_unit_removal, zero_hidden_units)
 from test_structured_rnn import KINDS, UNITS, _assert_same_outputs, _clf, _clf_batches, _lm, _model, _outputs
 
 
@@ -70,11 +70,20 @@ def test_cost_report_ratios_and_file_size_follow_the_shapes():
     assert same["flop_ratio"] == 1.0 and same["params"] == sum(p.numel() for p in dense.parameters())
 
 
-def test_recurrent_latency_times_the_rnn_and_validates():
-    model = remove_hidden_units(_clf(), {})
-    assert isinstance(model.rnn, StackedRNN)
-    latency = recurrent_latency(model, 2, 5, repeats=3)
-    assert latency.median_ms > 0 and latency.repeats == 3
-    assert model.training is False  # _clf models are in eval mode; the mode is restored
+def test_zeroing_refuses_the_last_layer_of_a_tied_lm():
+    model = _lm(tie_weights=True, embed_dim=8)
+    with pytest.raises(ValueError, match="tied weights"):
+        zero_hidden_units(model, {1: [0]})
+    zeroed = zero_hidden_units(model, {0: [0, 3]})  # an inner layer is fine, and the tie is kept
+    assert zeroed.decoder.weight is zeroed.embedding.weight
+    _assert_same_outputs(zeroed, remove_hidden_units(model, {0: [0, 3]}), "lm")
+
+
+def test_cost_report_validates_and_restores_the_training_mode():
+    model = remove_hidden_units(_clf(), {}).train()
+    report = cost_report(model, _clf(), seq_len=5, batch_sizes=(2,), repeats=3, rounds=1)
+    assert report["flop_ratio"] == 1.0 and model.training
     with pytest.raises(ValueError, match="seq_len must be a positive int"):
-        recurrent_latency(model, 2, 0)
+        cost_report(model, _clf(), seq_len=0, batch_sizes=(2,), repeats=3, rounds=1)
+    with pytest.raises(ValueError, match="rounds must be a positive int"):
+        cost_report(model, _clf(), seq_len=5, batch_sizes=(2,), repeats=3, rounds=0)

@@ -133,9 +133,37 @@ def test_gradual_refuses_a_training_that_restores_earlier_weights():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"total_steps": 0}, "total_steps must be an integer >= 1"),
-    ({"total_steps": 10, "prune_until": 0.0}, r"prune_until must be in \(0, 1\]"),
+    ({"total_steps": 10, "prune_until": 0.0}, r"prune_until must be a number in \(0, 1\]"),
     ({"total_steps": 10, "pruning_events": 0}, "pruning_events must be an integer >= 1"),
 ])
 def test_gradual_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(10), progress=False, **kwargs)
+
+
+def test_gradual_prunes_at_most_pruning_events_times_and_checks_the_method_first():
+    calls = []
+    records = sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(30), total_steps=30, prune_until=0.8,
+                             pruning_events=5, progress=False)
+    assert records[0]["pruning_events"] == 5 and records[0]["pruning_steps"] == 24
+    with pytest.raises(ValueError, match="method must be one of"):
+        sweeps.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, method="biggest",
+                       progress=False)
+    with pytest.raises(ValueError, match="'taylor' needs data"):
+        sweeps.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, method="taylor",
+                       progress=False)
+    with pytest.raises(ValueError, match="prune_until must be a number"):
+        sweeps.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, prune_until="all",
+                       progress=False)
+    assert calls == []  # nothing trained before the arguments were checked
+
+
+def test_dense_control_fine_tunes_one_copy_round_after_round():
+    dense = _dense()
+    seen = []
+    records = sweeps.dense_control(dense, lambda m: {"id": id(m)}, lambda m: seen.append(id(m)), rounds=3)
+    assert [r["fine_tune_rounds"] for r in records] == [1, 2, 3]
+    assert len(set(seen)) == 1 and seen[0] != id(dense) and records[0]["id"] == seen[0]
+    assert all(r["sparsity"] == 0.0 and r["prunable_sparsity"] == 0.0 for r in records)
+    with pytest.raises(ValueError, match="rounds must be an integer >= 1"):
+        sweeps.dense_control(dense, _evaluate, lambda m: None, rounds=0)

@@ -240,6 +240,20 @@ def test_save_results_records_full_mode_and_numpy_values(isolated_dirs, monkeypa
     assert payload["records"] == [{"acc": 0.5}, {"acc": 0.5}]
 
 
+def test_save_results_writes_missing_values_as_null(isolated_dirs):
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame([{"accuracy": 0.75}, {"perplexity": 80.0}])  # each row lacks one column: NaN
+    path = save_results("gaps", frame.to_dict("records") + [{"x": np.float32("nan"), "sizes": [3, 4]}])
+    text = path.read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["records"] == [{"accuracy": 0.75, "perplexity": None},
+                                           {"accuracy": None, "perplexity": 80.0}, {"x": None, "sizes": [3, 4]}]
+
+
 def test_save_results_explicit_directory(isolated_dirs, tmp_path):
     path = save_results("elsewhere", [{"x": 1}], directory=tmp_path / "other")
     assert path == tmp_path / "other" / "elsewhere.json"

@@ -13,6 +13,7 @@ from .rnn import (
     remove_embedding_dims,
     remove_hidden_units,
     save_slim,
+    units_to_delete,
     units_to_remove,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "remove_embedding_dims",
     "remove_hidden_units",
     "save_slim",
+    "units_to_delete",
     "units_to_remove",
 ]

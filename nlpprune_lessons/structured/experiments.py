@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +14,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..bench import Latency, compare_latency, measure_latency
-from .rnn import (GATES, StackedRNN, _as_index, _check_indices, _check_model, _cell, _directions, _head_name,
-                  _sizes, _weights, hidden_sizes, hidden_unit_importance, recurrent_flops, remove_hidden_units,
-                  save_slim)
+from ..bench import compare_latency
+from .rnn import (GATES, StackedRNN, _cell, _direction_cols, _directions, _gate_rows, _head_name, _sizes, _weights,
+                  hidden_sizes, hidden_unit_importance, recurrent_flops, remove_hidden_units, save_slim,
+                  units_to_delete)
 
 Evaluate = Callable[[nn.Module], dict]
 FineTune = Callable[[nn.Module], object]
@@ -28,23 +28,20 @@ def zero_hidden_units(model: nn.Module, units: Mapping[int, Sequence[int]]) -> n
     """The "cutting" of many blog posts: a copy of ``model`` with every weight of the ``units``
     ({layer: indices}) set to zero — gate rows, biases, outgoing columns — and every shape unchanged.
 
-    The zeroed units output exactly 0 (LSTM: every gate pre-activation is 0, so the cell stays 0;
-    GRU: the candidate is 0 and the state stays at its zero start), so the model computes what
-    :func:`remove_hidden_units` computes, with all the original parameters still stored and multiplied.
+    From a zero initial state the zeroed units output exactly 0 (LSTM: every gate pre-activation is 0,
+    so the cell stays 0; GRU: the candidate is 0 and the state stays 0), so the model computes what
+    :func:`remove_hidden_units` computes while still storing and multiplying every original weight.
+    (A non-zero state carried in from outside decays in those units instead of vanishing.)
     """
-    _check_model(model)
-    sizes = _sizes(model.rnn)
-    if not isinstance(units, Mapping):
-        raise TypeError(f"units must be a dict {{layer index: unit indices}}, got {type(units).__name__}")
+    removed = units_to_delete(model, units)
     zeroed = copy.deepcopy(model)
-    gates, d, weights = GATES[_cell(zeroed.rnn)], _directions(zeroed.rnn), _weights(zeroed.rnn)
-    for layer, indices in units.items():
-        layer = _as_index(layer, len(sizes), "layer index")
-        idx = torch.tensor(_check_indices(indices, sizes[layer], f"layer {layer} unit", f"units of layer {layer}"),
-                           dtype=torch.long)
-        size = sizes[layer]
-        rows = torch.cat([idx + g * size for g in range(gates)])
-        outgoing = torch.cat([idx + k * size for k in range(d)])
+    rnn = zeroed.rnn
+    sizes, gates, d, weights = _sizes(rnn), GATES[_cell(rnn)], _directions(rnn), _weights(rnn)
+    for layer, indices in enumerate(removed):
+        if not indices:
+            continue
+        idx = torch.tensor(indices, dtype=torch.long)
+        rows, outgoing = _gate_rows(idx, sizes[layer], gates), _direction_cols(idx, sizes[layer], d)
         for w in weights[layer]:
             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 w[kind][rows] = 0.0
@@ -73,7 +70,8 @@ class RemovalStep:
 
 
 def iterative_unit_removal(dense: nn.Module, evaluate: Evaluate, fractions: Sequence[float], criterion: str,
-                           fine_tune: FineTune | None, data=None, progress: bool = True) -> list[RemovalStep]:
+                           fine_tune: FineTune | None, data: Iterable[dict] | None = None,
+                           progress: bool = True) -> list[RemovalStep]:
     """Remove hidden units step by step: at each fraction (of every layer's *original* units), score the
     current model's units by ``criterion``, remove the lowest-scoring until ``round((1 - f) * H)`` stay,
     then ``fine_tune`` (if given) and ``evaluate``. ``dense`` is not changed."""
@@ -106,20 +104,9 @@ def _recurrent_call(model: nn.Module, batch_size: int, seq_len: int, seed: int) 
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     weight = model.embedding.weight
-    x = torch.randn(batch_size, seq_len, weight.shape[1], generator=torch.Generator().manual_seed(seed)).to(weight.device)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, seq_len, weight.shape[1], generator=generator).to(weight.device)
     return lambda: model.rnn(x)
-
-
-def recurrent_latency(model: nn.Module, batch_size: int, seq_len: int, repeats: int = 20, seed: int = 0) -> Latency:
-    """Latency of the recurrent part alone (``model.rnn``) on a random input ``[batch, seq_len, embed_dim]``,
-    eval mode (warm-up, median; see :func:`nlpprune_lessons.bench.measure_latency`)."""
-    call = _recurrent_call(model, batch_size, seq_len, seed)
-    was_training = model.training
-    model.eval()
-    try:
-        return measure_latency(call, repeats=repeats)
-    finally:
-        model.train(was_training)
 
 
 def cost_report(model: nn.Module, dense: nn.Module, seq_len: int = 64, batch_sizes: Sequence[int] = (1, 32),

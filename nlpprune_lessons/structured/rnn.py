@@ -264,13 +264,8 @@ def remove_hidden_units(model: nn.Module, units: Mapping[int, Sequence[int]]) ->
     input halves when bidirectional) or the head (``classifier`` / ``decoder``). The result's ``rnn``
     is a :class:`StackedRNN`, even for ``units={}`` (same outputs: a fair latency baseline).
     """
-    _check_model(model)
+    removed = units_to_delete(model, units)
     sizes = _sizes(model.rnn)
-    removed = _check_units(units, sizes)
-    if _tied(model) and removed[-1]:
-        raise ValueError(f"cannot remove units of the last recurrent layer ({len(sizes) - 1}) of a language model "
-                         "with tied weights: decoder.weight is embedding.weight, so that layer must keep "
-                         f"embed_dim = {model.embedding.embedding_dim} units")
     keep = [_kept(size, gone) for size, gone in zip(sizes, removed)]
     weights = _sliced_weights(model.rnn, keep)
     if _tied(model):
@@ -288,6 +283,21 @@ def _check_units(units, sizes: list[int]) -> list[list[int]]:
     for layer, indices in units.items():
         layer = _as_index(layer, len(sizes), "layer index")
         removed[layer] = _check_indices(indices, sizes[layer], f"layer {layer} unit", f"units of layer {layer}")
+    return removed
+
+
+def units_to_delete(model: nn.Module, units: Mapping[int, Sequence[int]]) -> list[list[int]]:
+    """``units`` ({layer: indices}) checked against ``model``, as one list of indices per layer.
+
+    Raises ValueError for masks, bad or duplicate indices, a whole layer, or the last layer of a
+    language model with tied weights (its units are the embedding's dimensions)."""
+    _check_model(model)
+    sizes = _sizes(model.rnn)
+    removed = _check_units(units, sizes)
+    if _tied(model) and removed[-1]:
+        raise ValueError(f"cannot remove units of the last recurrent layer ({len(sizes) - 1}) of a language model "
+                         "with tied weights: decoder.weight is embedding.weight, so that layer must keep "
+                         f"embed_dim = {model.embedding.embedding_dim} units")
     return removed
 
 
@@ -392,7 +402,7 @@ def _own_squares(w: dict[str, torch.Tensor], gates: int, size: int) -> torch.Ten
 
 @torch.no_grad()
 def _l2_scores(model: nn.Module) -> list[torch.Tensor]:
-    gates, d, sizes, weights = GATES[_cell(model.rnn)], _directions(model.rnn), _sizes(model.rnn), _weights(model.rnn)
+    gates, sizes, weights = GATES[_cell(model.rnn)], _sizes(model.rnn), _weights(model.rnn)
     scores = []
     for layer, size in enumerate(sizes):
         consumers = ([w["weight_ih"] for w in weights[layer + 1]] if layer + 1 < len(sizes)
