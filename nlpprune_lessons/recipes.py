@@ -178,7 +178,7 @@ def fine_tune_language_model(model: RNNLanguageModel, data: LanguageModelData) -
 #: Gradual pruning (and its dense control): the dense model trains on for a few more epochs while a
 #: cubic schedule raises the sparsity; the last weights are kept (an earlier epoch is less sparse).
 GRADUAL = dict(lr=1e-3, prune_until=0.7, pruning_events=20, classifier_epochs_full=4, lm_epochs_full=3,
-               classifier_epochs_fast=2, lm_epochs_fast=1)
+               classifier_epochs_fast=1, lm_epochs_fast=1)
 
 
 def _gradual_epochs(epochs: int | None, fast: int, full: int) -> int:
