@@ -6,7 +6,6 @@ later lesson calling them gets the cached weights, or trains them with the same 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,7 +17,7 @@ from .checkpoints import cached_model
 from .data import SPLITS, gutenberg_sentences, load_rotten_tomatoes
 from .models import RNNClassifier, RNNLanguageModel
 from .sweeps import Train
-from .text import Vocab, make_loader, normalise, word_tokenize
+from .text import Vocab, batchify, make_loader, normalise, num_bptt_windows, word_tokenize
 from .train import evaluate_classifier, evaluate_language_model, train_classifier, train_language_model
 
 #: Part of every cache key: bump it when a change to the data pipeline or the training code changes
@@ -210,5 +209,4 @@ def language_model_trainer(data: LanguageModelData, epochs: int | None = None) -
         fit_language_model(model, data, epochs=epochs, progress=False, patience=None, lr=GRADUAL["lr"],
                            on_step=on_step, restore_best=False)
 
-    columns = len(data.ids["train"]) // r["batch_size"]
-    return train, epochs * math.ceil((columns - 1) / r["bptt"])
+    return train, epochs * num_bptt_windows(batchify(data.ids["train"], r["batch_size"]), r["bptt"])

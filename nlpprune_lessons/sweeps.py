@@ -105,7 +105,7 @@ def gradual(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], t
                              "an earlier epoch's weights? Use restore_best=False")
         records.append(_record(model, evaluate(model), method=method, scope=scope, schedule="gradual",
                                fine_tuned=True, sparsity=sparsity, pruning_steps=end_step, total_steps=total_steps,
-                               pruning_events=len(pruner.history)))
+                               pruning_events=len(pruner.history), pruning_history=list(pruner.history)))
     return records
 
 

@@ -420,6 +420,11 @@ def batchify(ids: Sequence[int] | torch.Tensor, batch_size: int) -> torch.Tensor
     return ids[: n * batch_size].view(batch_size, n)
 
 
+def num_bptt_windows(data: torch.Tensor, bptt: int) -> int:
+    """How many windows :func:`bptt_batches` yields for ``data`` (one optimiser step each in training)."""
+    return math.ceil((data.size(1) - 1) / bptt)
+
+
 def bptt_batches(data: torch.Tensor, bptt: int) -> Iterator[dict[str, torch.Tensor]]:
     """Consecutive windows of a batchified stream: ``input_ids`` ``[B, T]`` and next-token ``targets``."""
     if data.ndim != 2:

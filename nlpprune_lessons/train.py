@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .metrics import accuracy, macro_f1
-from .text import batchify, bptt_batches
+from .text import batchify, bptt_batches, num_bptt_windows
 
 
 @dataclass
@@ -262,7 +262,7 @@ def train_language_model(
         nonlocal step
         total, count, state = 0.0, 0, None
         windows = bptt_batches(data, bptt)
-        for batch in tqdm(windows, total=math.ceil((data.size(1) - 1) / bptt), desc="windows",
+        for batch in tqdm(windows, total=num_bptt_windows(data, bptt), desc="windows",
                           disable=not progress, leave=False):
             batch = _to(batch, device)
             logits, state = model(batch["input_ids"], _detach(state))

@@ -146,6 +146,8 @@ def test_gradual_prunes_at_most_pruning_events_times_and_checks_the_method_first
     records = sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(30), total_steps=30, prune_until=0.8,
                              pruning_events=5, progress=False)
     assert records[0]["pruning_events"] == 5 and records[0]["pruning_steps"] == 24
+    history = records[0]["pruning_history"]
+    assert len(history) == 5 and history[-1] == (24, 0.5) and [s for s, _ in history] == sorted(s for s, _ in history)
     with pytest.raises(ValueError, match="method must be one of"):
         sweeps.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, method="biggest",
                        progress=False)
