@@ -166,3 +166,19 @@ def check_unit_rows(unit_rows: Callable[[int, int, int], Sequence[int]]) -> None
         out, _ = lstm(torch.randn(2, 6, 3))
     _require(bool((out[..., 2] == 0).all()), "zeroing your rows did not silence unit 2 of an LSTM.")
     _passed("row g * hidden_size + unit of each gate block; zeroing them silences the unit.")
+
+
+def check_distinct_n(distinct: Callable[[Sequence[Sequence[str]], int], float]) -> None:
+    """Exercise 05.1: ``distinct(sentences, n)`` = distinct n-grams / all n-grams of the whole set."""
+    from .metrics import distinct_n
+
+    _require_callable(distinct, "distinct")
+    cases = [([["a", "b", "a"], ["a", "b"]], 1), ([["a", "b", "a"], ["a", "b"]], 2),
+             ([["the", "cat", "sat"], ["the", "cat", "ran"]], 2), ([["a"] * 5], 1), ([["x", "y"]], 3)]
+    for sentences, n in cases:
+        expected, got = distinct_n(sentences, n), distinct(sentences, n)
+        _require(isinstance(got, (int, float)) and abs(got - expected) < 1e-9,
+                 f"for {sentences} and n={n} the answer is {expected:.4f}, you returned {got!r}. Collect the "
+                 "n-grams of every sentence (tuples of n consecutive tokens; none in a sentence shorter than n), "
+                 "then divide the number of distinct ones by the number of all of them (0 if there are none).")
+    _passed("distinct-n over the whole set, as nlpprune_lessons.metrics.distinct_n computes it.")

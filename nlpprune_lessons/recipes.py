@@ -17,6 +17,7 @@ from .checkpoints import cached_model
 from .data import SPLITS, gutenberg_sentences, load_rotten_tomatoes
 from .models import RNNClassifier, RNNLanguageModel
 from .sweeps import Train
+from .textgan import SentenceData, mle_fine_tune_steps, sentence_perplexity, short_sentences, train_steps
 from .text import Vocab, batchify, make_loader, normalise, num_bptt_windows, word_tokenize
 from .train import evaluate_classifier, evaluate_language_model, train_classifier, train_language_model
 
@@ -210,3 +211,59 @@ def language_model_trainer(data: LanguageModelData, epochs: int | None = None) -
                            on_step=on_step, restore_best=False)
 
     return train, epochs * num_bptt_windows(batchify(data.ids["train"], r["batch_size"]), r["bptt"])
+
+
+#: Lesson 05's text GAN: sentences of 3-19 words (+ <eos>); the generator is lesson 02's language
+#: model fine-tuned on them by MLE, sentence by sentence. In FULL mode one epoch: validation
+#: perplexity was lowest after about one epoch and rose after (8 epochs: test 55.7 -> 56.6).
+GAN_RECIPE = dict(max_len=20, min_words=3, batch_size=64, mle_lr=1e-3, mle_epochs_fast=3, mle_epochs_full=1)
+
+#: Steps and sample counts of lesson 05 by mode: discriminator pre-training, adversarial fine-tuning
+#: (generator lr ``adv_lr``), the pruning comparison (mask learning, then recovery) and the samples
+#: that BLEU / self-BLEU are computed on.
+GAN_STEPS = dict(fast=dict(d_steps=30, adv_steps=24, mask_steps=24, recover_steps=12, samples=100),
+                 full=dict(d_steps=200, adv_steps=200, mask_steps=150, recover_steps=150, samples=300))
+GAN_TRAINING = dict(adv_lr=1e-4, d_lr=1e-3, adv_weight=1.0, mle_weight=1.0, tau=1.0, prune_lr=5e-4)
+
+
+def gan_steps() -> dict:
+    """:data:`GAN_STEPS` of the current mode."""
+    return GAN_STEPS["fast" if config.is_fast() else "full"]
+
+
+@lru_cache(maxsize=2)
+def _gan_data(fast: bool, max_len: int, min_words: int) -> SentenceData:
+    return short_sentences(language_model_data().vocab, max_len=max_len, min_words=min_words, fast=fast)
+
+
+def gan_sentence_data() -> SentenceData:
+    """Lesson 05's short sentences, encoded with lesson 02's language-model vocabulary."""
+    r = GAN_RECIPE
+    return _gan_data(config.is_fast(), r["max_len"], r["min_words"])
+
+
+def mle_generator(seed: int = 0, progress: bool = True):
+    """Lesson 05's MLE generator: ``(model, data, meta)``; lesson 02's language model (cached or
+    trained) fine-tuned on short sentences; cached after the first training."""
+    lm, _, lm_meta = trained_language_model(seed=seed, progress=progress)
+    data = gan_sentence_data()
+    r = GAN_RECIPE
+
+    def build():
+        return build_language_model(len(data.vocab))
+
+    def train(model):
+        model.load_state_dict(lm.state_dict())
+        model.to(config.get_device())
+        config.set_seed(seed)
+        steps = mle_fine_tune_steps(data, config.pick(fast=r["mle_epochs_fast"], full=r["mle_epochs_full"]),
+                                    r["batch_size"])
+        before = sentence_perplexity(model, data)["perplexity"]
+        history = train_steps(model, data, steps, lr=r["mle_lr"], batch_size=r["batch_size"], seed=seed,
+                              eval_every=max(1, steps // 10), progress=progress, desc="MLE")
+        return {"history": vars(history), "steps": steps, "test_perplexity_before": before,
+                "test": sentence_perplexity(model, data)}
+
+    recipe = {**r, "seed": seed, "vocab": len(data.vocab), "lm": lm_meta["recipe"], "pipeline": PIPELINE_VERSION}
+    model, meta, _ = cached_model("sentence-generator", recipe, build, train)
+    return model.to(config.get_device()).eval(), data, meta

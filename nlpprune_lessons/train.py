@@ -276,3 +276,45 @@ def train_language_model(
 
     return _fit(model, epochs, patience, progress, "epochs", train_epoch,
                 lambda: evaluate_language_model(model, val_ids, device=device), History(), restore_best)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    weight: float = 1.0,
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015) for logits ``[..., C]`` from any training loop:
+
+    ``weight * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - weight) * CE(student, targets)``,
+
+    averaged over positions; positions whose target is ``ignore_index`` are left out of both terms
+    (padding). ``targets`` may be omitted only when ``weight == 1``. The teacher gets no gradient.
+    """
+    if student_logits.shape != teacher_logits.shape or student_logits.ndim < 2:
+        raise ValueError(f"student and teacher logits must have the same shape [..., classes], got "
+                         f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1] (the share of the distillation term), got {weight}")
+    if targets is None and weight < 1.0:
+        raise ValueError("targets are needed when weight < 1 (the cross-entropy term)")
+    classes = student_logits.size(-1)
+    student, teacher = student_logits.reshape(-1, classes), teacher_logits.detach().reshape(-1, classes)
+    keep = torch.ones(student.size(0), dtype=torch.bool, device=student.device)
+    if targets is not None:
+        if targets.shape != student_logits.shape[:-1]:
+            raise ValueError(f"targets must have shape {tuple(student_logits.shape[:-1])}, got {tuple(targets.shape)}")
+        keep = targets.reshape(-1) != ignore_index
+    if not keep.any():
+        raise ValueError("every position is ignored: nothing to distil")
+    log_student = nn.functional.log_softmax(student[keep] / temperature, dim=-1)
+    log_teacher = nn.functional.log_softmax(teacher[keep] / temperature, dim=-1)
+    kd = nn.functional.kl_div(log_student, log_teacher, log_target=True, reduction="batchmean") * temperature ** 2
+    if weight == 1.0:
+        return kd
+    return weight * kd + (1 - weight) * nn.functional.cross_entropy(student[keep], targets.reshape(-1)[keep])

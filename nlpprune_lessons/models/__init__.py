@@ -1,6 +1,7 @@
 """Models of the course: bag-of-words (01), RNNs (02-05), GAN (05), transformers (06-09)."""
 
 from .bow import BagOfWordsClassifier
+from .gan import Discriminator
 from .rnn import RNNClassifier, RNNLanguageModel
 
-__all__ = ["BagOfWordsClassifier", "RNNClassifier", "RNNLanguageModel"]
+__all__ = ["BagOfWordsClassifier", "Discriminator", "RNNClassifier", "RNNLanguageModel"]

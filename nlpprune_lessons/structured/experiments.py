@@ -14,7 +14,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import config
 from ..bench import compare_latency
+from ..textgan import SentenceData, evaluate_generator, train_steps
+from .adversarial import METHODS, PRUNE_DEFAULTS, PrunedGenerator, prune_generator
 from .rnn import (GATES, StackedRNN, _cell, _direction_cols, _directions, _gate_rows, _head_name, _sizes, _weights,
                   hidden_sizes, hidden_unit_importance, recurrent_flops, remove_hidden_units, save_slim,
                   units_to_delete)
@@ -99,23 +102,42 @@ def file_size_bytes(model: nn.Module) -> int:
         return save_slim(model, Path(tmp) / "model.safetensors").stat().st_size
 
 
-def _recurrent_call(model: nn.Module, batch_size: int, seq_len: int, seed: int) -> Callable[[], object]:
-    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _recurrent_call(model: nn.Module, batch_size: int, seq_len: int, seed: int) -> Callable[[], object]:
+    _check_positive(batch_size=batch_size, seq_len=seq_len)
     weight = model.embedding.weight
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, seq_len, weight.shape[1], generator=generator).to(weight.device)
     return lambda: model.rnn(x)
 
 
+def _whole_call(model: nn.Module, batch_size: int, seq_len: int, seed: int) -> Callable[[], object]:
+    _check_positive(batch_size=batch_size, seq_len=seq_len)
+    weight = model.embedding.weight
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(weight.shape[0], (batch_size, seq_len), generator=generator).to(weight.device)
+    return lambda: model(ids)
+
+
+_PARTS = {"rnn": _recurrent_call, "model": _whole_call}
+
+
 def cost_report(model: nn.Module, dense: nn.Module, seq_len: int = 64, batch_sizes: Sequence[int] = (1, 32),
-                repeats: int = 20, rounds: int = 5) -> dict:
-    """Parameters, file size and recurrent latency of ``model``, and its ratios to ``dense``: measured
-    speedup of the recurrent part (dense latency / model latency) and theoretical FLOP ratio
-    (``recurrent_flops`` of dense / of model). Both models are timed as :class:`StackedRNN` stacks in
-    eval mode, so only the sizes differ, alternating (:func:`~nlpprune_lessons.bench.compare_latency`).
-    The thread count is reported."""
+                repeats: int = 20, rounds: int = 5, part: str = "rnn") -> dict:
+    """Parameters, file size and latency of ``model``, and its ratios to ``dense``: measured speedup
+    (dense latency / model latency) and theoretical FLOP ratio of the recurrent part (``recurrent_flops``
+    of dense / of model). ``part="rnn"`` times the recurrent layers on random inputs, ``"model"`` the
+    whole forward pass (embedding and head too: a language model's decoder is a large share) on
+    random token ids. Both models are timed with :class:`StackedRNN` stacks in eval mode, so only the
+    sizes differ, alternating (:func:`~nlpprune_lessons.bench.compare_latency`). The thread count is
+    reported."""
+    if part not in _PARTS:
+        raise ValueError(f"part must be one of {sorted(_PARTS)}, got {part!r}")
     baseline = remove_hidden_units(dense, {}).eval()
     slim = (model if isinstance(model.rnn, StackedRNN) else remove_hidden_units(model, {}))
     was_training = slim.training
@@ -125,10 +147,50 @@ def cost_report(model: nn.Module, dense: nn.Module, seq_len: int = 64, batch_siz
            "threads": torch.get_num_threads()}
     try:
         for batch in batch_sizes:
-            ms = compare_latency({"dense": _recurrent_call(baseline, batch, seq_len, 0),
-                                  "slim": _recurrent_call(slim, batch, seq_len, 0)}, rounds=rounds, repeats=repeats)
-            out[f"rnn_ms_b{batch}"] = ms["slim"]
+            ms = compare_latency({"dense": _PARTS[part](baseline, batch, seq_len, 0),
+                                  "slim": _PARTS[part](slim, batch, seq_len, 0)}, rounds=rounds, repeats=repeats)
+            out[f"{part}_ms_b{batch}"] = ms["slim"]
             out[f"speedup_b{batch}"] = ms["dense"] / ms["slim"]
     finally:
         slim.train(was_training)
     return out
+
+
+def compare_generator_pruning(dense: nn.Module, data: SentenceData, fractions: Sequence[float],
+                              methods: Sequence[str] = METHODS, *, steps: int, mask_steps: int, n_samples: int,
+                              seed: int = 0, latency_repeats: int = 10, progress: bool = True,
+                              **settings) -> tuple[list[dict], dict[tuple[str, float], PrunedGenerator]]:
+    """Lesson 05's comparison at equal size: every ``method`` of
+    :func:`~nlpprune_lessons.structured.adversarial.prune_generator` at every ``fraction`` of hidden
+    units removed, plus two dense rows: ``dense`` as given and ``dense+mle``, the dense model trained
+    as many MLE steps as every pruned one (``mask_steps + steps``), so extra training is not credited
+    to pruning.
+
+    Each row: method, fraction removed, hidden sizes, :func:`~nlpprune_lessons.textgan.evaluate_generator`
+    metrics (``n_samples`` samples, seed ``seed``), the share of masks at exactly 0 (mask methods), and
+    :func:`cost_report` of the whole forward pass on sentences of ``data.max_len`` tokens. Returns
+    ``(rows, {(method, fraction): PrunedGenerator})``."""
+    values = list(fractions)
+    if not values or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0 for f in values):
+        raise ValueError(f"fractions must be a non-empty list of numbers in (0, 1), got {fractions!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods must be a non-empty list from {', '.join(METHODS)}; unknown: {unknown}")
+    config.set_seed(seed)
+    control = copy.deepcopy(dense)
+    train_steps(control, data, mask_steps + steps, lr=(PRUNE_DEFAULTS | settings)["lr"], seed=seed,
+                progress=progress, desc="dense+mle")
+    results = {("dense", 0.0): PrunedGenerator("dense", 0.0, dense),
+               ("dense+mle", 0.0): PrunedGenerator("dense+mle", 0.0, control.eval())}
+    runs = [(m, f) for f in sorted(values) for m in methods]
+    for method, fraction in tqdm(runs, desc="methods", disable=not progress, leave=False):
+        config.set_seed(seed)
+        results[(method, fraction)] = prune_generator(dense, data, method, fraction, steps=steps, mask_steps=mask_steps,
+                                                      seed=seed, progress=False, **settings)
+    rows = []
+    for (method, fraction), result in results.items():
+        cost = cost_report(result.model, dense, seq_len=data.max_len, repeats=latency_repeats, part="model")
+        rows.append({"method": method, "fraction_removed": fraction, "hidden_sizes": hidden_sizes(result.model),
+                     **evaluate_generator(result.model, data, n_samples, seed=seed),
+                     "masks_at_zero": result.masks_at_zero, **cost})
+    return rows, results

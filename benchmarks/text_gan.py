@@ -1,0 +1,104 @@
+"""Lesson 05's text GAN and generator pruning at full size: MLE generator, adversarial fine-tuning,
+and four ways to remove 25% / 50% of the generator's hidden units, with a dense control.
+
+Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
+results/text_gan.json and prints the tables and the issue's targets: adversarial fine-tuning raises
+the test perplexity of real held-out sentences by at most 10%; at 50% of hidden units removed, the
+best pruned generator (chosen on *validation* perplexity) is within 15% of the dense generator's
+test perplexity, with BLEU and self-BLEU beside it.
+
+    python benchmarks/text_gan.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import torch
+
+from nlpprune_lessons import config, recipes
+from nlpprune_lessons.results import save_results
+from nlpprune_lessons.structured.adversarial import METHODS
+from nlpprune_lessons.structured.experiments import compare_generator_pruning
+from nlpprune_lessons.textgan import adversarial_fine_tune, evaluate_generator, generate, sentence_perplexity
+
+FRACTIONS = [0.25, 0.5]
+TEMPERATURES = [0.5, 0.7, 1.0, 1.3]
+SEED = 0
+COLUMNS = ["bleu2", "bleu3", "bleu4", "self_bleu2", "self_bleu3", "self_bleu4", "distinct1", "distinct2",
+           "mean_words", "perplexity"]
+
+
+def main() -> int:
+    start = time.perf_counter()
+    steps, training = recipes.gan_steps(), recipes.GAN_TRAINING
+    config.set_seed(SEED)
+    generator, data, meta = recipes.mle_generator(seed=SEED, progress=False)
+    n = steps["samples"]
+    print(f"MLE generator: test perplexity {meta['test_perplexity_before']:.2f} (lesson 02's model) -> "
+          f"{meta['test']['perplexity']:.2f} after {meta['steps']} MLE steps", flush=True)
+
+    rows = [{"experiment": "sentences", "model": "MLE generator", **evaluate_generator(generator, data, n, seed=SEED)}]
+    rows += [{"experiment": "temperature", "model": "MLE generator", "temperature": t,
+              **evaluate_generator(generator, data, n, temperature=t, seed=SEED)} for t in TEMPERATURES]
+    config.set_seed(SEED)
+    adv, _, curves = adversarial_fine_tune(
+        generator, data, d_steps=steps["d_steps"], steps=steps["adv_steps"], lr=training["adv_lr"],
+        d_lr=training["d_lr"], adv_weight=training["adv_weight"], mle_weight=training["mle_weight"],
+        tau=training["tau"], seed=SEED, eval_every=max(1, steps["adv_steps"] // 5), progress=False)
+    history = curves["adversarial"]
+    rows.append({"experiment": "sentences", "model": "adversarial", **evaluate_generator(adv, data, n, seed=SEED),
+                 "discriminator_val_accuracy": curves["discriminator"]["val_accuracy"],
+                 "d_real_last10": sum(history.extra["d_real"][-10:]) / 10,
+                 "d_fake_last10": sum(history.extra["d_fake"][-10:]) / 10,
+                 "val_perplexity_curve": history.val_perplexity})
+    print(f"adversarial stage done at {time.perf_counter() - start:.0f} s", flush=True)
+    gan = pd.DataFrame(rows)
+    print(gan[["experiment", "model", "temperature"] + COLUMNS].round(4).to_string(index=False))
+    print(f"discriminator held-out accuracy after pre-training: {curves['discriminator']['val_accuracy']:.3f}")
+    for name, model in (("MLE", generator), ("adversarial", adv)):
+        print(f"{name} samples:")
+        for words in generate(model, data, 5, seed=SEED + 1):
+            print("   ", " ".join(words))
+
+    config.set_seed(SEED)
+    pruning, results = compare_generator_pruning(generator, data, FRACTIONS, METHODS, steps=steps["recover_steps"],
+                                                 mask_steps=steps["mask_steps"], n_samples=n, seed=SEED,
+                                                 latency_repeats=20, progress=False, lr=training["prune_lr"])
+    for row in pruning:
+        row["val_perplexity"] = sentence_perplexity(results[(row["method"], row["fraction_removed"])].model, data,
+                                                    "validation")["perplexity"]
+    table = pd.DataFrame(pruning)
+    print(f"\npruning done at {time.perf_counter() - start:.0f} s")
+    print(table[["method", "fraction_removed", "hidden_sizes", "val_perplexity", "perplexity", "bleu3", "self_bleu3",
+                 "distinct2", "params", "file_MB", "speedup_b1", "speedup_b32", "masks_at_zero"]].round(4)
+          .to_string(index=False))
+    print(f"threads: {torch.get_num_threads()}; latency of the whole forward pass, {data.max_len} tokens, "
+          "alternating rounds")
+
+    mle_ppl, adv_ppl = gan.perplexity.iloc[0], gan[gan.model == "adversarial"].perplexity.item()
+    dense_ppl = table[table.method == "dense"].perplexity.item()
+    half = table[table.fraction_removed == 0.5]
+    best = half.loc[half.val_perplexity.idxmin()]
+    targets = [
+        ("adversarial fine-tuning raises test perplexity by <= 10%", float(adv_ppl / mle_ppl - 1),
+         bool(adv_ppl <= 1.10 * mle_ppl)),
+        (f"50% units removed: best method on validation ({best.method}) within 15% of dense test perplexity "
+         f"(BLEU-3 {best.bleu3:.3f}, self-BLEU-3 {best.self_bleu3:.3f})", float(best.perplexity / dense_ppl - 1),
+         bool(best.perplexity <= 1.15 * dense_ppl)),
+    ]
+    print()
+    for label, measured, ok in targets:
+        print(f"{'MET ' if ok else 'MISS'} {label}: measured {measured:+.4f}")
+    seconds = time.perf_counter() - start
+    print(f"\nbenchmark time: {seconds / 60:.1f} min")
+    save_results("text_gan", gan.to_dict("records") + [{"experiment": "pruning", **r} for r in table.to_dict("records")]
+                 + [{"target": label, "measured": measured, "met": ok} for label, measured, ok in targets]
+                 + [{"benchmark_seconds": seconds, "threads": torch.get_num_threads(), "steps": steps,
+                     "training": training}], seed=SEED)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
