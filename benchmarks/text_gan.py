@@ -12,6 +12,7 @@ test perplexity, with BLEU and self-BLEU beside it.
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pandas as pd
@@ -21,7 +22,7 @@ from nlpprune_lessons import config, recipes
 from nlpprune_lessons.results import save_results
 from nlpprune_lessons.structured.adversarial import METHODS
 from nlpprune_lessons.structured.experiments import compare_generator_pruning
-from nlpprune_lessons.textgan import adversarial_fine_tune, evaluate_generator, generate, sentence_perplexity
+from nlpprune_lessons.textgan import adversarial_fine_tune, evaluate_generator, generate, train_steps
 
 FRACTIONS = [0.25, 0.5]
 TEMPERATURES = [0.5, 0.7, 1.0, 1.3]
@@ -53,6 +54,11 @@ def main() -> int:
                  "d_real_last10": sum(history.extra["d_real"][-10:]) / 10,
                  "d_fake_last10": sum(history.extra["d_fake"][-10:]) / 10,
                  "val_perplexity_curve": history.val_perplexity})
+    config.set_seed(SEED)  # control: the same steps of MLE alone (the adversarial loss includes an MLE term)
+    mle_only = copy.deepcopy(generator)
+    train_steps(mle_only, data, steps["adv_steps"], lr=training["adv_lr"], seed=SEED, progress=False)
+    rows.append({"experiment": "sentences", "model": "MLE only, same steps",
+                 **evaluate_generator(mle_only, data, n, seed=SEED)})
     print(f"adversarial stage done at {time.perf_counter() - start:.0f} s", flush=True)
     gan = pd.DataFrame(rows)
     print(gan[["experiment", "model", "temperature"] + COLUMNS].round(4).to_string(index=False))
@@ -63,12 +69,9 @@ def main() -> int:
             print("   ", " ".join(words))
 
     config.set_seed(SEED)
-    pruning, results = compare_generator_pruning(generator, data, FRACTIONS, METHODS, steps=steps["recover_steps"],
+    pruning, _ = compare_generator_pruning(generator, data, FRACTIONS, METHODS, steps=steps["recover_steps"],
                                                  mask_steps=steps["mask_steps"], n_samples=n, seed=SEED,
                                                  latency_repeats=20, progress=False, lr=training["prune_lr"])
-    for row in pruning:
-        row["val_perplexity"] = sentence_perplexity(results[(row["method"], row["fraction_removed"])].model, data,
-                                                    "validation")["perplexity"]
     table = pd.DataFrame(pruning)
     print(f"\npruning done at {time.perf_counter() - start:.0f} s")
     print(table[["method", "fraction_removed", "hidden_sizes", "val_perplexity", "perplexity", "bleu3", "self_bleu3",
@@ -79,6 +82,7 @@ def main() -> int:
 
     mle_ppl, adv_ppl = gan.perplexity.iloc[0], gan[gan.model == "adversarial"].perplexity.item()
     dense_ppl = table[table.method == "dense"].perplexity.item()
+    control_ppl = table[table.method == "dense+mle"].perplexity.item()
     half = table[table.fraction_removed == 0.5]
     best = half.loc[half.val_perplexity.idxmin()]
     targets = [
@@ -87,6 +91,8 @@ def main() -> int:
         (f"50% units removed: best method on validation ({best.method}) within 15% of dense test perplexity "
          f"(BLEU-3 {best.bleu3:.3f}, self-BLEU-3 {best.self_bleu3:.3f})", float(best.perplexity / dense_ppl - 1),
          bool(best.perplexity <= 1.15 * dense_ppl)),
+        (f"the same, against the dense control trained as long ({control_ppl:.2f})",
+         float(best.perplexity / control_ppl - 1), bool(best.perplexity <= 1.15 * control_ppl)),
     ]
     print()
     for label, measured, ok in targets:

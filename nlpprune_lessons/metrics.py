@@ -103,7 +103,8 @@ def bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]
 
     As in SeqGAN and Texygen, every hypothesis is scored against *all* ``references`` (held-out
     real sentences), so BLEU here asks "do the generated n-grams occur in real text?", not "is this
-    the right translation". Returns ``{"bleu2": ..., "bleu3": ..., "bleu4": ...}`` for ``orders``.
+    the right translation". Unlike Texygen, which averages sentence-level BLEU, this is corpus BLEU,
+    so values are not comparable with those papers' tables. Returns ``{"bleu2": ..., "bleu3": ..., "bleu4": ...}`` for ``orders``.
     """
     hyps = _check_sentences(hypotheses, "hypotheses")
     refs = _check_sentences(references, "references")

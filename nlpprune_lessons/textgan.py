@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import gutenberg_sentences
+from .data.splits import check_split
 from .metrics import bleu, distinct_n, self_bleu
 from .models.gan import Discriminator, gumbel_sentences, sample_sentences
 from .text import Vocab
@@ -49,7 +50,7 @@ class SentenceData:
     def batch(self, rows: torch.Tensor) -> Batch:
         """Teacher-forcing batch of id rows: ``input_ids`` = start + tokens[:-1], ``targets`` = tokens
         (padding → :data:`IGNORE`)."""
-        start = torch.full((rows.size(0), 1), self.start_id, dtype=torch.long)
+        start = torch.full((rows.size(0), 1), self.start_id, dtype=torch.long, device=rows.device)
         return {"input_ids": torch.cat([start, rows[:, :-1]], 1),
                 "targets": rows.masked_fill(rows == self.vocab.pad_id, IGNORE)}
 
@@ -87,6 +88,12 @@ def decode(rows: torch.Tensor, vocab: Vocab) -> list[list[str]]:
     return out
 
 
+def _check_split(split: str) -> None:
+    if split is None:
+        raise ValueError("split must be one of train, validation, test")
+    check_split(split)
+
+
 def _batches(rows: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
     """Endless shuffled mini-batches of rows, a new permutation each epoch (seeded)."""
     generator = torch.Generator().manual_seed(seed)
@@ -100,6 +107,7 @@ def _batches(rows: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.T
 def sentence_perplexity(model: nn.Module, data: SentenceData, split: str = "test", batch_size: int = 256) -> dict:
     """Token-weighted next-token loss and perplexity of ``split``'s real sentences (``<eos>`` included),
     each scored from a fresh state after ``start_id``; eval mode."""
+    _check_split(split)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -131,6 +139,7 @@ def evaluate_generator(model: nn.Module, data: SentenceData, n_samples: int, tem
     ``bleu2..4`` of ``n_samples`` samples against all real ``split`` sentences; ``self_bleu2..4`` of
     the samples; ``distinct1``, ``distinct2``; ``mean_words`` of the samples; ``perplexity`` of the
     real sentences under the model. Empty samples (an immediate ``<eos>``) count in every measure."""
+    _check_split(split)
     samples = generate(model, data, n_samples, temperature, seed)
     scored = [s or ["<empty>"] for s in samples]  # BLEU needs a token; "<empty>" matches nothing real
     return {**bleu(scored, data.sentences(split)), **self_bleu(scored),
@@ -167,6 +176,8 @@ def train_steps(model: nn.Module, data: SentenceData, steps: int, loss_fn: Objec
         raise ValueError(f"lr must be > 0, got {lr}")
     if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1):
         raise ValueError(f"eval_every must be None or a positive int, got {eval_every!r}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be None (no clipping) or > 0, got {max_grad_norm}")
     device = next(model.parameters()).device
     trainable = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr)
@@ -228,7 +239,9 @@ class AdversarialObjective:
 
     ``mle_weight * MLE(real batch) + adv_weight * -log D(G's samples)`` (the non-saturating GAN loss),
     after ``d_steps`` updates of the discriminator ``D`` on the real batch vs fresh samples.
-    ``log`` holds the last step's discriminator loss and its mean probability "real" on each side."""
+    ``log`` holds the last step's discriminator loss and its mean probability "real" on each side.
+    Samples are drawn in the generator's current mode (training: dropout on), as SeqGAN and RelGAN
+    train; evaluation samples with dropout off."""
 
     def __init__(self, discriminator: Discriminator, data: SentenceData, *, adv_weight: float = 1.0,
                  mle_weight: float = 1.0, tau: float = 1.0, d_lr: float = 1e-4, d_steps: int = 1):
@@ -236,6 +249,8 @@ class AdversarialObjective:
             raise ValueError(f"weights must be >= 0 and not both 0, got adv_weight={adv_weight}, mle_weight={mle_weight}")
         if isinstance(d_steps, bool) or not isinstance(d_steps, int) or d_steps < 1:
             raise ValueError(f"d_steps must be a positive int, got {d_steps!r}")
+        if not tau > 0 or not d_lr > 0:
+            raise ValueError(f"tau and d_lr must be > 0, got tau={tau}, d_lr={d_lr}")
         self.discriminator, self.data = discriminator, data
         self.adv_weight, self.mle_weight, self.tau, self.d_steps = adv_weight, mle_weight, tau, d_steps
         self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=d_lr)
@@ -302,6 +317,8 @@ def mle_fine_tune_steps(data: SentenceData, epochs: float, batch_size: int = 64)
     """Optimiser steps for ``epochs`` passes over the training sentences."""
     if not epochs > 0:
         raise ValueError(f"epochs must be > 0, got {epochs}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return max(1, round(epochs * data.ids["train"].size(0) / batch_size))
 
 

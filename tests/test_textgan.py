@@ -93,7 +93,7 @@ def test_sample_sentences_shape_eos_and_padding():
 
 def test_sampling_is_seeded_and_only_pads_after_eos():
     data = toy_data()
-    model = toy_lm(len(data.vocab))
+    model = toy_lm(len(data.vocab)).train()
     v = data.vocab
     kwargs = dict(start_id=data.start_id, eos_id=v.eos_id, pad_id=v.pad_id, temperature=1.0)
     a = sample_sentences(model, 20, MAX_LEN, generator=torch.Generator().manual_seed(1), **kwargs)
@@ -103,7 +103,9 @@ def test_sampling_is_seeded_and_only_pads_after_eos():
     alive = alive_mask(a, v.eos_id)
     assert torch.all(a[~alive] == v.pad_id)
     assert torch.all((a[alive] != v.pad_id))
-    assert not model.training
+    assert model.training  # mode restored after sampling in eval mode
+    with pytest.raises(ValueError, match="batch_size"):
+        sample_sentences(model, 2, MAX_LEN, batch_size=0, **kwargs)
     with pytest.raises(ValueError, match="temperature"):
         sample_sentences(model, 2, MAX_LEN, temperature=-1, start_id=3, eos_id=3, pad_id=0)
     with pytest.raises(ValueError, match="max_len"):
@@ -245,6 +247,21 @@ def test_mle_training_lowers_perplexity_and_evaluation_reports_everything():
         train_steps(model, data, 0)
 
 
+def test_adversarial_term_alone_reaches_the_generator():
+    data = toy_data()
+    model = toy_lm(len(data.vocab)).train()
+    torch.manual_seed(0)
+    d = Discriminator(len(data.vocab), embed_dim=8, channels=4, pad_id=data.vocab.pad_id)
+    objective = AdversarialObjective(d, data, adv_weight=1.0, mle_weight=0.0, tau=0.5)
+    batch = data.batch(data.ids["train"][:8])
+    loss = objective(model, batch)
+    assert loss.item() == pytest.approx(objective.log["g_adv"])
+    loss.backward()  # -log D(G's samples) alone must give the generator a gradient (straight-through)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in (model.decoder.weight, model.embedding.weight))
+    with pytest.raises(ValueError, match="tau"):
+        AdversarialObjective(d, data, tau=0.0)
+
+
 def test_adversarial_objective_trains_both_players():
     data = toy_data()
     model = toy_lm(len(data.vocab)).train()
@@ -335,6 +352,12 @@ def test_prune_generator_rejects_bad_arguments():
         prune_generator(dense, data, "l2+mle", 0.5, steps=1, learning_rate=1)
     with pytest.raises(ValueError, match="fraction"):
         prune_generator(dense, data, "l2+mle", 1.0, steps=1)
+    with pytest.raises(ValueError, match="l1"):
+        prune_generator(dense, data, "masks+kd", 0.5, steps=1, mask_steps=1, l1=-1.0)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        train_steps(dense, data, 1, max_grad_norm=-1.0)
+    with pytest.raises(ValueError, match="split"):
+        sentence_perplexity(dense, data, "dev")
 
 
 def test_output_adversary_pushes_the_student_towards_the_teacher():
@@ -343,8 +366,16 @@ def test_output_adversary_pushes_the_student_towards_the_teacher():
     train_steps(teacher, data, 60, lr=1e-2, batch_size=16, progress=False)
     student = remove_hidden_units(teacher, {0: [0, 1, 2], 1: [3, 4, 5]})
     torch.manual_seed(0)
-    d = Discriminator(len(data.vocab), embed_dim=8, channels=4, pad_id=data.vocab.pad_id)
+    d = Discriminator(len(data.vocab), embed_dim=8, channels=4, dropout=0.0, pad_id=data.vocab.pad_id)
     objective = OutputAdversary(teacher, d, adv_weight=1.0, mle_weight=0.0)
+    batch = data.batch(data.ids["train"][:16])
+    teacher.zero_grad(set_to_none=True)
+    loss = objective(student, batch)
+    d_out = d(torch.softmax(student(batch["input_ids"])[0], -1) * (batch["targets"] != IGNORE).unsqueeze(-1))
+    assert loss.item() == pytest.approx(nn.functional.softplus(-d_out).mean().item(), rel=1e-5)  # -log D(fake),
+    # with D's weights after its own step
+    loss.backward()
+    assert student.decoder.weight.grad.abs().sum() > 0 and teacher.decoder.weight.grad is None
     history = train_steps(student, data, 5, objective, lr=1e-3, batch_size=16, progress=False)
     assert set(history.extra) == {"d_loss", "d_real", "d_fake"}
     with pytest.raises(ValueError, match="adv_weight"):

@@ -88,6 +88,8 @@ def sample_sentences(model: nn.Module, n: int, max_len: int, *, start_id: int, e
     ``start_id``; ``[n, max_len]`` ids, ``<eos>`` kept, ``pad_id`` after it (never sampled inside a
     sentence). A sentence without ``<eos>`` within ``max_len`` tokens is cut there. Model left in its mode; sampling in eval mode."""
     _check_sampling(n, max_len, temperature)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     was_training = model.training
     model.eval()
     device, rows = _device(model), []

@@ -196,7 +196,8 @@ def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, fr
       penalty; distillation, or GAL's adversary + MLE), remove the units with the lowest masks, fold
       the others into the weights, then train ``steps`` steps with the same objective.
 
-    Every method thus gets the same number of training steps. ``settings`` override
+    Every method thus gets the same number of training steps. The weights train with the masks (as in
+    GAL), so a unit can shrink its mask while its outgoing columns grow; units are ranked by mask alone. ``settings`` override
     :data:`PRUNE_DEFAULTS`. Seeded by ``seed`` (call ``config.set_seed`` first for the global RNG)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -205,11 +206,17 @@ def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, fr
     unknown = set(settings) - set(PRUNE_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; allowed: {', '.join(PRUNE_DEFAULTS)}")
+    s = PRUNE_DEFAULTS | settings
+    bad = {k: s[k] for k in ("lr", "mask_lr", "adv_weight", "d_lr") if not s[k] > 0}
+    bad |= {k: s[k] for k in ("l1", "mle_weight") if not s[k] >= 0}
+    bad |= {} if 0.0 <= s["kd_weight"] <= 1.0 else {"kd_weight": s["kd_weight"]}
+    if bad:
+        raise ValueError(f"bad setting value(s) {bad}: lr, mask_lr, adv_weight and d_lr must be > 0, l1 and "
+                         "mle_weight >= 0, kd_weight in [0, 1]")
     if isinstance(mask_steps, bool) or not isinstance(mask_steps, int) or mask_steps < 0:
         raise ValueError(f"mask_steps must be an int >= 0, got {mask_steps!r}")
     if method.startswith("masks") and mask_steps == 0:
         raise ValueError(f"method {method!r} learns masks: mask_steps must be >= 1")
-    s = PRUNE_DEFAULTS | settings
     objective = _objective(method, dense, data, s)
     train = dict(lr=s["lr"], seed=seed, eval_every=eval_every, progress=progress)
     result = PrunedGenerator(method, fraction, dense)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .. import config
 from ..bench import compare_latency
-from ..textgan import SentenceData, evaluate_generator, train_steps
+from ..textgan import SentenceData, evaluate_generator, sentence_perplexity, train_steps
 from .adversarial import METHODS, PRUNE_DEFAULTS, PrunedGenerator, prune_generator
 from .rnn import (GATES, StackedRNN, _cell, _direction_cols, _directions, _gate_rows, _head_name, _sizes, _weights,
                   hidden_sizes, hidden_unit_importance, recurrent_flops, remove_hidden_units, save_slim,
@@ -167,7 +167,8 @@ def compare_generator_pruning(dense: nn.Module, data: SentenceData, fractions: S
     to pruning.
 
     Each row: method, fraction removed, hidden sizes, :func:`~nlpprune_lessons.textgan.evaluate_generator`
-    metrics (``n_samples`` samples, seed ``seed``), the share of masks at exactly 0 (mask methods), and
+    metrics (``n_samples`` samples, seed ``seed``), ``val_perplexity`` (choose methods on it, not on
+    the test perplexity), the share of masks at exactly 0 (mask methods), and
     :func:`cost_report` of the whole forward pass on sentences of ``data.max_len`` tokens. Returns
     ``(rows, {(method, fraction): PrunedGenerator})``."""
     values = list(fractions)
@@ -192,5 +193,6 @@ def compare_generator_pruning(dense: nn.Module, data: SentenceData, fractions: S
         cost = cost_report(result.model, dense, seq_len=data.max_len, repeats=latency_repeats, part="model")
         rows.append({"method": method, "fraction_removed": fraction, "hidden_sizes": hidden_sizes(result.model),
                      **evaluate_generator(result.model, data, n_samples, seed=seed),
+                     "val_perplexity": sentence_perplexity(result.model, data, "validation")["perplexity"],
                      "masks_at_zero": result.masks_at_zero, **cost})
     return rows, results
