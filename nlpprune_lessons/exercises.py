@@ -182,3 +182,39 @@ def check_distinct_n(distinct: Callable[[Sequence[Sequence[str]], int], float]) 
                  "n-grams of every sentence (tuples of n consecutive tokens; none in a sentence shorter than n), "
                  "then divide the number of distinct ones by the number of all of them (0 if there are none).")
     _passed("distinct-n over the whole set, as nlpprune_lessons.metrics.distinct_n computes it.")
+
+
+def check_attention_mask(attention_mask: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+    """Exercise 06.1: ``attention_mask(lengths, width)`` -> ``[B, width]`` with 1 on each row's first
+    ``lengths[b]`` positions (real tokens) and 0 after (padding)."""
+    _require_callable(attention_mask, "attention_mask")
+    cases = [(torch.tensor([3, 1, 4]), 4), (torch.tensor([2]), 5), (torch.tensor([6, 6]), 6)]
+    for lengths, width in cases:
+        expected = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        got = attention_mask(lengths.clone(), width)
+        _require(isinstance(got, torch.Tensor) and got.shape == expected.shape,
+                 f"for lengths {lengths.tolist()} and width {width} return a tensor of shape "
+                 f"{tuple(expected.shape)}, got {getattr(got, 'shape', type(got).__name__)}.")
+        _require(torch.equal(got.long(), expected),
+                 f"for lengths {lengths.tolist()} and width {width} the mask is {expected.tolist()}, you returned "
+                 f"{got.tolist()}. Compare positions torch.arange(width) with each row's length.")
+    _passed("1 marks real tokens, 0 padding; the encoder's attention ignores the 0 positions.")
+
+
+def check_topk_mask(keep_top: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
+    """Exercise 07.1: ``keep_top(scores, sparsity)`` keeps exactly the ``numel - round(sparsity * numel)``
+    highest scores (1) and zeroes the rest (0), in ``scores``' shape."""
+    from .pruning.movement import topk_mask
+
+    _require_callable(keep_top, "keep_top")
+    generator = torch.Generator().manual_seed(7)
+    for shape, sparsity in [((4, 6), 0.5), ((10, 3), 0.9), ((5,), 0.0), ((8, 8), 0.95)]:
+        scores = torch.randn(shape, generator=generator)
+        expected, got = topk_mask(scores, sparsity), keep_top(scores.clone(), sparsity)
+        _require(isinstance(got, torch.Tensor) and got.shape == scores.shape,
+                 f"return a tensor of shape {tuple(scores.shape)}, got {getattr(got, 'shape', type(got).__name__)}.")
+        _require(torch.equal(got.float(), expected),
+                 f"for sparsity {sparsity} on a {tuple(shape)} tensor keep {int(expected.sum())} of {scores.numel()} "
+                 f"entries (the highest scores); you kept {int((got != 0).sum())}, or not the highest ones. "
+                 "Zero the round(sparsity * numel) lowest scores (torch.topk(..., largest=False)).")
+    _passed("exactly the top-k scores are kept in every matrix, as movement pruning's forward pass does.")

@@ -277,13 +277,16 @@ class PadCollate:
     """Collate ``(ids[, label])`` items into right-padded ``input_ids [B, T]`` and ``lengths [B]``.
 
     ``max_length`` truncates longer sequences (their ``lengths`` entry is the truncated length).
+    ``attention_mask=True`` adds ``attention_mask [B, T]`` (1 = real token, 0 = padding), which
+    transformer encoders read instead of ``lengths``.
     """
 
-    def __init__(self, pad_id: int = 0, max_length: int | None = None):
+    def __init__(self, pad_id: int = 0, max_length: int | None = None, attention_mask: bool = False):
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be None or >= 1, got {max_length}")
         self.pad_id = pad_id
         self.max_length = max_length
+        self.attention_mask = attention_mask
 
     def __call__(self, items) -> dict[str, torch.Tensor]:
         seqs = [item[0][: self.max_length] for item in items]
@@ -292,6 +295,8 @@ class PadCollate:
         for row, seq in enumerate(seqs):
             input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         batch = {"input_ids": input_ids, "lengths": lengths}
+        if self.attention_mask:
+            batch["attention_mask"] = (torch.arange(input_ids.size(1)) < lengths[:, None]).long()
         if len(items[0]) > 1:
             batch["labels"] = torch.tensor([item[1] for item in items], dtype=torch.long)
         return batch
@@ -371,14 +376,16 @@ def make_loader(
     pad_id: int = 0,
     max_length: int | None = None,
     seed: int = 0,
+    attention_mask: bool = False,
 ) -> DataLoader:
     """A DataLoader of padded batches (``input_ids``, ``lengths``[, ``labels``]).
 
     ``bucket=True`` groups similar lengths (:class:`BucketBatchSampler`); ``bucket=False`` batches
-    in the given order, shuffled with ``seed`` when ``shuffle=True``.
+    in the given order, shuffled with ``seed`` when ``shuffle=True``. ``attention_mask=True`` adds
+    the transformer padding mask to each batch (:class:`PadCollate`).
     """
     dataset = EncodedDataset(sequences, labels)
-    collate = PadCollate(pad_id, max_length)
+    collate = PadCollate(pad_id, max_length, attention_mask)
     if bucket:
         sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=shuffle, seed=seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)

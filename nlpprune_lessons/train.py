@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +24,8 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)  # classifiers
     val_perplexity: list[float] = field(default_factory=list)  # language models
+    step_loss: list[float] = field(default_factory=list)  # training loss of every optimiser step (classifiers)
+    step_lr: list[float] = field(default_factory=list)  # learning rate (first group) of every step (classifiers)
     best_epoch: int = -1  # 0-based epoch whose weights the model holds at the end
     seconds: float = 0.0
 
@@ -32,9 +34,18 @@ class History:
         return len(self.train_loss)
 
 
+def classifier_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits ``[B, classes]`` of a classifier on a batch: a transformers model when the batch has an
+    ``attention_mask`` (the RNNs of lessons 02-04 read ``lengths`` instead)."""
+    if "attention_mask" in batch:
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return model(batch["input_ids"], batch.get("lengths"))
+
+
 def classification_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy of a classifier on a batch with ``input_ids``, ``lengths``, ``labels``."""
-    return nn.functional.cross_entropy(model(batch["input_ids"], batch.get("lengths")), batch["labels"])
+    """Mean cross-entropy of a classifier on a batch with ``input_ids``, ``lengths`` or
+    ``attention_mask``, and ``labels``."""
+    return nn.functional.cross_entropy(classifier_logits(model, batch), batch["labels"])
 
 
 def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -68,7 +79,7 @@ def predict(
     logits, labels = [], []
     for batch in loader:
         batch = _to(batch, device)
-        logits.append(model(batch["input_ids"], batch["lengths"]).float().cpu())
+        logits.append(classifier_logits(model, batch).float().cpu())
         labels.append(batch["labels"].cpu())
     model.train(was_training)
     all_logits = torch.cat(logits)
@@ -162,14 +173,59 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _step(model, optimizer, loss, max_grad_norm, on_step, step) -> None:
+def _step(model, optimizer, loss, max_grad_norm, on_step, step, scaler=None, scheduler=None) -> None:
+    """One optimiser step; with a CUDA ``scaler`` (mixed precision) the loss is scaled and the gradients
+    unscaled before clipping."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
     if max_grad_norm is not None:
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
     if on_step is not None:
         on_step(step)
+
+
+SCHEDULES = ("constant", "linear")
+
+
+def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate factor: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``
+    (the BERT fine-tuning schedule)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def _optimizer(model: nn.Module, lr: float, weight_decay: float, param_groups) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; ``param_groups`` (each a dict with ``params`` and its own
+    settings, e.g. movement scores with a larger lr) take their parameters out of the default group."""
+    groups = [dict(g) for g in (param_groups or [])]
+    for group in groups:
+        if not isinstance(group, dict) or "params" not in group:
+            raise ValueError("param_groups entries must be dicts with a 'params' list, as torch.optim expects")
+        group["params"] = list(group["params"])
+    claimed = {id(p) for g in groups for p in g["params"]}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in claimed]
+    return torch.optim.AdamW([{"params": rest}, *groups], lr=lr, weight_decay=weight_decay)
+
+
+def _check_distillation(teacher, kd_temperature: float, kd_weight: float) -> None:
+    if teacher is not None and not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher must be an nn.Module or None, got {type(teacher).__name__}")
+    if not kd_temperature > 0:
+        raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
+    if not 0.0 <= kd_weight <= 1.0:
+        raise ValueError(f"kd_weight must be in [0, 1] (the share of the distillation term), got {kd_weight}")
 
 
 def train_classifier(
@@ -185,25 +241,68 @@ def train_classifier(
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     on_step: Callable[[int], object] | None = None,
     restore_best: bool = True,
+    schedule: str = "constant",
+    warmup_ratio: float = 0.0,
+    teacher: nn.Module | None = None,
+    kd_temperature: float = 2.0,
+    kd_weight: float = 0.5,
+    param_groups: Sequence[dict] | None = None,
+    mixed_precision: bool | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> History:
-    """Train a classifier with AdamW and cross-entropy, validating after each epoch.
+    """Train a classifier (RNN or transformers encoder) with AdamW and cross-entropy, validating after
+    each epoch.
 
-    ``penalty(model)`` is added to the loss (e.g. an L1 term); ``on_step(step)`` runs after every
-    optimiser step (e.g. a gradual pruner). Early stopping: after ``patience`` epochs without a
-    lower validation loss, training stops. The model ends with its best validation epoch's weights,
-    or with the last epoch's when ``restore_best=False`` (needed when ``on_step`` prunes: an earlier
-    epoch's state would bring back its lower sparsity).
+    - ``schedule``: ``"constant"`` lr, or ``"linear"``: warm-up over ``warmup_ratio`` of all steps, then
+      linear decay to 0 (:func:`linear_warmup_decay`).
+    - ``teacher``: knowledge distillation from a frozen teacher; the loss is
+      :func:`distillation_loss` with ``kd_temperature`` and ``kd_weight`` (its share vs cross-entropy).
+    - ``penalty(model)`` is added to the loss (e.g. an L1 term); ``on_step(step)`` runs after every
+      optimiser step (e.g. a gradual pruner); ``param_groups`` give some parameters their own settings.
+    - ``mixed_precision``: float16 autocast with a gradient scaler; default on for CUDA only (on CPU
+      it is refused: float16 matmuls there are slow and bfloat16 changes results).
+
+    Early stopping: after ``patience`` epochs without a lower validation loss, training stops. The
+    model ends with its best validation epoch's weights, or with the last epoch's when
+    ``restore_best=False`` (needed when ``on_step`` prunes: an earlier epoch's state would bring back
+    its lower sparsity).
     """
     _check_fit_args(epochs, lr, patience)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if not 0.0 <= warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+    _check_distillation(teacher, kd_temperature, kd_weight)
     device = config.get_device(str(device)) if device is not None else config.get_device()
+    if mixed_precision is None:
+        mixed_precision = device.type == "cuda"
+    if mixed_precision and device.type != "cuda":
+        raise ValueError("mixed_precision is only supported on CUDA devices")
     model.to(device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=weight_decay)
-    step = 0
+    if teacher is not None:
+        teacher.to(device).eval()
+    optimizer = _optimizer(model, lr, weight_decay, param_groups)
+    scheduler = None
+    if schedule == "linear":  # needs the number of steps: train_loader must have a length
+        total_steps = epochs * len(train_loader)
+        warmup = round(warmup_ratio * total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: linear_warmup_decay(step, total_steps, warmup))
+    scaler = torch.amp.GradScaler("cuda") if mixed_precision else None
+    step = epoch = 0
+    history = History()
 
-    epoch = 0
+    def objective(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast("cuda", dtype=torch.float16, enabled=mixed_precision):
+            logits = classifier_logits(model, batch)
+            loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+            if teacher is None:
+                return loss, loss
+            with torch.no_grad():
+                teacher_logits = classifier_logits(teacher, batch).float()
+            return distillation_loss(logits.float(), teacher_logits, batch["labels"],
+                                     temperature=kd_temperature, weight=kd_weight), loss
 
     def train_epoch() -> float:
         nonlocal step, epoch
@@ -212,18 +311,21 @@ def train_classifier(
             sampler.set_epoch(epoch)
         epoch += 1
         total, count = 0.0, 0
-        for batch in train_loader:
+        for batch in tqdm(train_loader, desc="batches", disable=not progress, leave=False):
             batch = _to(batch, device)
-            loss = classification_loss(model, batch)
-            objective = loss + penalty(model) if penalty is not None else loss
+            train_objective, loss = objective(batch)
+            if penalty is not None:
+                train_objective = train_objective + penalty(model)
             step += 1
-            _step(model, optimizer, objective, max_grad_norm, on_step, step)
+            history.step_lr.append(optimizer.param_groups[0]["lr"])
+            _step(model, optimizer, train_objective, max_grad_norm, on_step, step, scaler, scheduler)
+            history.step_loss.append(loss.item())
             total += loss.item() * len(batch["labels"])
             count += len(batch["labels"])
         return total / count
 
     return _fit(model, epochs, patience, progress, "epochs", train_epoch,
-                lambda: evaluate_classifier(model, val_loader, device), History(), restore_best)
+                lambda: evaluate_classifier(model, val_loader, device), history, restore_best)
 
 
 def train_language_model(

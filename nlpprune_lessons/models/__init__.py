@@ -3,5 +3,14 @@
 from .bow import BagOfWordsClassifier
 from .gan import Discriminator
 from .rnn import RNNClassifier, RNNLanguageModel
+from .transformers import encode_for_encoder, encoder_loader, load_encoder_classifier
 
-__all__ = ["BagOfWordsClassifier", "Discriminator", "RNNClassifier", "RNNLanguageModel"]
+__all__ = [
+    "BagOfWordsClassifier",
+    "Discriminator",
+    "RNNClassifier",
+    "RNNLanguageModel",
+    "encode_for_encoder",
+    "encoder_loader",
+    "load_encoder_classifier",
+]

@@ -30,6 +30,20 @@ def effective_weight(module: nn.Module, name: str) -> torch.Tensor:
     return module._parameters[name]
 
 
+def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` with every mask folded in: each ``x_orig`` + ``x_mask`` pair becomes one
+    entry ``x = x_orig * x_mask`` (detached, where ``x_orig`` was); every other entry is unchanged."""
+    state = model.state_dict()
+    folded = {}
+    for key, tensor in state.items():
+        base = key[: -len("_orig")]  # "_orig" and "_mask" have the same length
+        if key.endswith("_orig") and f"{base}_mask" in state:
+            folded[base] = tensor * state[f"{base}_mask"]
+        elif not (key.endswith("_mask") and f"{base}_orig" in state):
+            folded[key] = tensor
+    return folded
+
+
 def _weight_names(module: nn.Module, include_embeddings: bool) -> list[str]:
     if isinstance(module, nn.Linear) or (include_embeddings and isinstance(module, _EMBEDDINGS)):
         return ["weight"]
@@ -38,15 +52,41 @@ def _weight_names(module: nn.Module, include_embeddings: bool) -> list[str]:
     return []
 
 
+def transformer_blocks(model: nn.Module) -> nn.ModuleList | None:
+    """The stack of blocks of a transformers model (BERT ``encoder.layer``, Llama ``layers``), else None."""
+    base = getattr(model, "base_model", None)
+    if not isinstance(base, nn.Module) or not hasattr(model, "config"):
+        return None
+    for path in ("encoder.layer", "layers"):
+        found = base
+        for part in path.split("."):
+            found = getattr(found, part, None)
+        if isinstance(found, nn.ModuleList):
+            return found
+    return None
+
+
 def default_params(model: nn.Module, include_embeddings: bool = False) -> list[Param]:
     """The weight matrices worth pruning: every ``nn.Linear.weight`` and every LSTM/GRU/RNN weight matrix.
+
+    On a transformers model only the Linear layers inside its blocks (attention query/key/value/output,
+    feed-forward intermediate/output): the embeddings, the pooler and the classifier or LM head stay
+    dense. They are a small share of the compute, the embedding table is a lookup (zeros there save no
+    work), and a small head carries every class decision, so zeros there cost accuracy first.
 
     Biases are never included; embedding tables only with ``include_embeddings=True``. Names are the
     plain attribute names (``"weight"``, ``"weight_hh_l0"``) whether or not the weight is already
     pruned. A weight shared by several modules (tied embeddings) is listed once, for its first owner.
     """
+    blocks = transformer_blocks(model)
+    if blocks is not None:
+        modules = list(blocks.modules())
+        if include_embeddings:
+            modules += [m for m in model.modules() if isinstance(m, _EMBEDDINGS)]
+    else:
+        modules = list(model.modules())
     found, seen = [], set()
-    for module in model.modules():
+    for module in modules:
         for name in _weight_names(module, include_embeddings):
             tensor = stored_param(module, name)
             if id(tensor) not in seen:

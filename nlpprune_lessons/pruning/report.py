@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .params import Param, check_params, effective_weight, is_pruned, param_name, pruned_params
+from .params import Param, check_params, effective_weight, is_pruned, param_name, pruned_params, transformer_blocks
 
 
 @dataclass
@@ -83,3 +83,20 @@ def sparsity_report(model: nn.Module, params: Sequence[Param] | None = None) -> 
     table = pd.DataFrame(rows, columns=["name", "shape", "numel", "zeros", "sparsity", "masked"])
     total_numel, total_zeros = _overall(model)
     return SparsityReport(table, int(table["numel"].sum()), int(table["zeros"].sum()), total_numel, total_zeros)
+
+
+@torch.no_grad()
+def block_sparsity(model: nn.Module) -> pd.DataFrame:
+    """Sparsity of every Linear weight of a transformer, one row per block and one column per matrix
+    (named by its path inside the block, e.g. ``attention.self.query``): where the zeros landed."""
+    blocks = transformer_blocks(model)
+    if blocks is None:
+        raise ValueError(f"{type(model).__name__} is not a transformers model with a stack of blocks")
+    rows = {}
+    for index, block in enumerate(blocks):
+        rows[index] = {
+            name: (effective_weight(module, "weight") == 0).float().mean().item()
+            for name, module in block.named_modules()
+            if isinstance(module, nn.Linear)
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("block")

@@ -1,0 +1,129 @@
+"""The standard data pipeline and fine-tuned MiniLM of lessons 06-08 (defined once, cached).
+
+``fine_tuned_encoder()`` returns lesson 06's sentiment classifier; lessons 07 and 08 call it and get
+the cached weights, or train them with the same seed if the cache is empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import config
+from .checkpoints import cached_model
+from .data import SPLITS, load_rotten_tomatoes
+from .data.splits import stratified_subsample
+from .models.transformers import encode_for_encoder, encoder_loader, load_encoder_classifier
+from .train import evaluate_classifier, train_classifier
+
+#: Bump when a change to the pipeline or the training code changes what the recipe trains.
+PIPELINE_VERSION = 1
+
+#: Fine-tuning MiniLM on Rotten Tomatoes: the usual BERT recipe (AdamW, 10% linear warm-up, then
+#: linear decay) at lr 5e-5 for 2 epochs (FULL), which reached 0.84 test accuracy in calibration.
+#: FAST mode trains 1 epoch on ``fast_train_examples`` reviews of the FAST training split.
+ENCODER_RECIPE = dict(max_length=64, batch_size=32, eval_batch_size=128, lr=5e-5, warmup_ratio=0.1,
+                      weight_decay=0.01, max_grad_norm=1.0, epochs_fast=1, epochs_full=2,
+                      fast_train_examples=1280)
+
+
+@dataclass
+class EncoderData:
+    """Rotten Tomatoes as WordPiece ids, with texts, labels and bucketed loaders per split."""
+
+    tokenizer: object
+    texts: dict[str, list[str]]
+    ids: dict[str, list[list[int]]]
+    labels: dict[str, list[int]]
+    loaders: dict[str, DataLoader]
+
+
+@lru_cache(maxsize=2)
+def _encoder_data(fast: bool, seed: int, max_length: int, batch_size: int, eval_batch_size: int,
+                  fast_train_examples: int) -> EncoderData:
+    from .text import load_wordpiece_tokenizer
+
+    tokenizer = load_wordpiece_tokenizer()
+    rt = load_rotten_tomatoes(seed=seed, fast=fast)
+    if fast and len(rt["train"]) > fast_train_examples:
+        keep = stratified_subsample(rt["train"].label, fast_train_examples / len(rt["train"]), seed)
+        rt["train"] = rt["train"].iloc[keep].reset_index(drop=True)
+    texts = {s: rt[s].text.tolist() for s in SPLITS}
+    labels = {s: rt[s].label.tolist() for s in SPLITS}
+    ids = {s: encode_for_encoder(tokenizer, texts[s], max_length) for s in SPLITS}
+    loaders = {s: encoder_loader(ids[s], labels[s], pad_id=tokenizer.pad_token_id,
+                                 batch_size=batch_size if s == "train" else eval_batch_size,
+                                 shuffle=s == "train", seed=seed) for s in SPLITS}
+    return EncoderData(tokenizer, texts, ids, labels, loaders)
+
+
+def encoder_data(seed: int = 0) -> EncoderData:
+    """Lessons 06-08's data (FAST or FULL by the current mode)."""
+    r = ENCODER_RECIPE
+    return _encoder_data(config.is_fast(), seed, r["max_length"], r["batch_size"], r["eval_batch_size"],
+                         r["fast_train_examples"])
+
+
+def fine_tune_encoder(model: nn.Module, data: EncoderData, *, epochs: int | None = None, progress: bool = True,
+                      **overrides):
+    """Fine-tune with :data:`ENCODER_RECIPE` (``overrides`` go to :func:`~nlpprune_lessons.train.train_classifier`)."""
+    r = ENCODER_RECIPE
+    kwargs = dict(lr=r["lr"], weight_decay=r["weight_decay"], max_grad_norm=r["max_grad_norm"], schedule="linear",
+                  warmup_ratio=r["warmup_ratio"]) | overrides
+    epochs = epochs or config.pick(fast=r["epochs_fast"], full=r["epochs_full"])
+    return train_classifier(model, data.loaders["train"], data.loaders["validation"], epochs=epochs,
+                            progress=progress, **kwargs)
+
+
+def fine_tuned_encoder(seed: int = 0, progress: bool = True):
+    """Lesson 06's fine-tuned MiniLM sentiment classifier: ``(model, data, meta)`` in eval mode;
+    cached (safetensors) after the first training."""
+    data = encoder_data(seed)
+
+    def build():
+        config.set_seed(seed)  # the new classification head's initialisation
+        return load_encoder_classifier(num_labels=2)[0]
+
+    def train(model):
+        history = fine_tune_encoder(model, data, progress=progress)
+        return {"history": vars(history), "validation": evaluate_classifier(model, data.loaders["validation"]),
+                "test": evaluate_classifier(model, data.loaders["test"])}
+
+    recipe = {**ENCODER_RECIPE, "seed": seed, "train_examples": len(data.labels["train"]),
+              "pipeline": PIPELINE_VERSION}
+    model, meta, _ = cached_model("minilm-rt", recipe, build, train)
+    return model.to(config.get_device()).eval(), data, meta
+
+
+#: Lesson 07's pruning runs by mode: encoder sparsities, fine-tuning epochs per run, the training
+#: reviews the runs read (FAST: a subset, so that 12 runs fit in the notebook's time budget) and the
+#: learning rates of the "learning rate after pruning" study.
+SPARSE_SETTINGS = dict(
+    fast=dict(sparsities=[0.5, 0.9], epochs=1, train_examples=640, lr_study=[5e-5, 3e-4, 1e-3]),
+    full=dict(sparsities=[0.5, 0.8, 0.9, 0.95], epochs=1, train_examples=None, lr_study=[5e-5, 1e-4, 3e-4, 1e-3]),
+)
+#: Learning rate of each method after pruning. Provisional: 3e-4 was the best of 5e-5/1e-4/3e-4/1e-3
+#: for one-shot 90% magnitude pruning in the calibration run (RESOURCES.md); benchmarks/bert_sparse.py
+#: chooses each method's rate on validation and these values follow its results.
+SPARSE_LRS = {"one-shot": 3e-4, "gradual": 3e-4, "movement": 3e-4}
+
+
+def sparse_settings() -> dict:
+    """:data:`SPARSE_SETTINGS` of the current mode."""
+    return SPARSE_SETTINGS["fast" if config.is_fast() else "full"]
+
+
+def sparse_loaders(data: EncoderData, seed: int = 0) -> dict[str, DataLoader]:
+    """Loaders for lesson 07's runs: the training loader (a seeded, stratified subset of
+    ``train_examples`` reviews in FAST mode) and the validation and test loaders of ``data``."""
+    n = sparse_settings()["train_examples"]
+    if n is None or n >= len(data.labels["train"]):
+        return dict(data.loaders)
+    keep = stratified_subsample(data.labels["train"], n / len(data.labels["train"]), seed)
+    train = encoder_loader([data.ids["train"][i] for i in keep], [data.labels["train"][i] for i in keep],
+                           pad_id=data.tokenizer.pad_token_id, batch_size=ENCODER_RECIPE["batch_size"], shuffle=True,
+                           seed=seed)
+    return {**data.loaders, "train": train}

