@@ -204,7 +204,7 @@ def check_attention_mask(attention_mask: Callable[[torch.Tensor, int], torch.Ten
 def check_topk_mask(keep_top: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
     """Exercise 07.1: ``keep_top(scores, sparsity)`` keeps exactly the ``numel - round(sparsity * numel)``
     highest scores (1) and zeroes the rest (0), in ``scores``' shape."""
-    from .pruning.movement import topk_mask
+    from .pruning import topk_mask
 
     _require_callable(keep_top, "keep_top")
     generator = torch.Generator().manual_seed(7)

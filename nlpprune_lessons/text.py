@@ -58,7 +58,7 @@ def load_wordpiece_tokenizer():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(asset_path("minilm")))
+    return AutoTokenizer.from_pretrained(str(asset_path("minilm")), local_files_only=True)
 
 
 @lru_cache(maxsize=1)

@@ -39,6 +39,8 @@ def classifier_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch
     ``attention_mask`` (the RNNs of lessons 02-04 read ``lengths`` instead)."""
     if "attention_mask" in batch:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    if hasattr(model, "config") and hasattr(model, "base_model"):  # lengths would be taken for the mask
+        raise ValueError("a transformers model needs an 'attention_mask' in the batch (see encoder_loader)")
     return model(batch["input_ids"], batch.get("lengths"))
 
 
@@ -201,6 +203,8 @@ SCHEDULES = ("constant", "linear")
 def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
     """Learning-rate factor: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``
     (the BERT fine-tuning schedule)."""
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"need 0 <= warmup_steps <= total_steps, got {warmup_steps} and {total_steps}")
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
@@ -209,11 +213,10 @@ def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float
 def _optimizer(model: nn.Module, lr: float, weight_decay: float, param_groups) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters; ``param_groups`` (each a dict with ``params`` and its own
     settings, e.g. movement scores with a larger lr) take their parameters out of the default group."""
-    groups = [dict(g) for g in (param_groups or [])]
-    for group in groups:
+    for group in param_groups or []:
         if not isinstance(group, dict) or "params" not in group:
             raise ValueError("param_groups entries must be dicts with a 'params' list, as torch.optim expects")
-        group["params"] = list(group["params"])
+    groups = [{**g, "params": list(g["params"])} for g in (param_groups or [])]
     claimed = {id(p) for g in groups for p in g["params"]}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in claimed]
     return torch.optim.AdamW([{"params": rest}, *groups], lr=lr, weight_decay=weight_decay)
@@ -273,6 +276,8 @@ def train_classifier(
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if not 0.0 <= warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+    if warmup_ratio and schedule != "linear":
+        raise ValueError(f"warmup_ratio only applies to schedule='linear', got schedule={schedule!r}")
     _check_distillation(teacher, kd_temperature, kd_weight)
     device = config.get_device(str(device)) if device is not None else config.get_device()
     if mixed_precision is None:

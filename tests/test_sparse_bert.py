@@ -14,7 +14,7 @@ from nlpprune_lessons.assets import MissingAssetError
 from nlpprune_lessons.models.transformers import encode_for_encoder, encoder_loader, load_encoder_classifier
 from nlpprune_lessons.pruning import default_params, param_name, prune, sparsity_report
 from nlpprune_lessons.pruning.finetune import evaluate_sparse, sparse_fine_tune
-from nlpprune_lessons.pruning.movement import MovementPruner, topk_mask
+from nlpprune_lessons.pruning import MovementPruner, topk_mask
 from nlpprune_lessons.pruning.report import block_sparsity
 from nlpprune_lessons.train import classifier_logits, linear_warmup_decay, train_classifier
 
@@ -94,13 +94,43 @@ def test_linear_warmup_decay_shape():
     assert all(a >= b for a, b in zip(factors[2:], factors[3:]))
 
 
-def test_linear_schedule_ends_near_zero_learning_rate():
-    model = tiny_bert()
-    seen = []
-    history = train_classifier(model, toy_loader(), toy_loader(seed=2, shuffle=False), epochs=2, lr=1e-3,
-                               schedule="linear", warmup_ratio=0.25, progress=False,
-                               on_step=lambda step: seen.append(step))
-    assert history.epochs == 2 and len(seen) == 2 * len(toy_loader())
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    steps = 2 * len(toy_loader())
+    history = train_classifier(tiny_bert(), toy_loader(), toy_loader(seed=2, shuffle=False), epochs=2, lr=1e-3,
+                               schedule="linear", warmup_ratio=0.25, progress=False)
+    warmup = round(0.25 * steps)
+    expected = [1e-3 * linear_warmup_decay(s, steps, warmup) for s in range(steps)]
+    assert history.step_lr == pytest.approx(expected)
+    assert max(history.step_lr) == pytest.approx(1e-3) and history.step_lr[-1] < 1e-3 / warmup
+    constant = train_classifier(tiny_bert(), toy_loader(), toy_loader(), epochs=1, lr=1e-3, progress=False)
+    assert constant.step_lr == [1e-3] * len(toy_loader())
+
+
+def test_real_minilm_loads_offline():
+    model, tokenizer = load_encoder_classifier()
+    assert type(model).__name__ == "BertForSequenceClassification" and model.training
+    assert (model.config.num_hidden_layers, model.config.hidden_size, model.config.num_attention_heads) == (6, 384, 12)
+    assert len(tokenizer) == 30522 and tokenizer("Fine.")["input_ids"][0] == tokenizer.cls_token_id
+
+
+def test_pure_distillation_ignores_the_labels():
+    """With kd_weight=1 only the teacher's predictions matter: flipping every label changes nothing."""
+    teacher = tiny_bert(seed=5).eval()
+    results = []
+    for flip in (False, True):
+        loader = toy_loader()
+        if flip:
+            loader.dataset.labels = [1 - y for y in loader.dataset.labels]
+        student = tiny_bert()
+        torch.manual_seed(0)
+        train_classifier(student, loader, toy_loader(seed=2), epochs=1, lr=1e-3, teacher=teacher, kd_weight=1.0,
+                         progress=False, restore_best=False)
+        results.append(student.classifier.weight.detach().clone())
+    assert torch.equal(results[0], results[1])
+    ce = tiny_bert()
+    train_classifier(ce, toy_loader(), toy_loader(seed=2), epochs=1, lr=1e-3, teacher=teacher, kd_weight=0.5,
+                     progress=False, restore_best=False)
+    assert not torch.equal(ce.classifier.weight, results[0])
 
 
 @pytest.mark.parametrize("kwargs", [dict(schedule="cosine"), dict(warmup_ratio=1.0), dict(kd_weight=1.5),
@@ -160,6 +190,15 @@ def test_topk_mask_keeps_exactly_the_top_scores():
         topk_mask(scores, 1.5)
 
 
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 1.0])
+def test_topk_mask_count_is_exact_with_ties(sparsity):
+    scores = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 2.0, -1.0, 1.0]])
+    mask = topk_mask(scores, sparsity)
+    assert int(mask.sum()) == 10 - round(sparsity * 10)
+    if 0 < sparsity < 1:  # never keeps a lower score while dropping a higher one
+        assert scores[mask.bool()].min() >= scores[~mask.bool()].max()
+
+
 def test_movement_masks_keep_top_k_and_gradients_reach_the_scores():
     model = tiny_bert().train()
     pruner = MovementPruner(model, 0.5, start_step=0, end_step=4)
@@ -207,6 +246,61 @@ def test_movement_finalize_installs_ordinary_masks():
         pruner.finalize()
 
 
+def test_movement_mask_follows_the_scores_after_each_step():
+    model = tiny_bert()
+    pruner = MovementPruner(model, 0.5, start_step=0, end_step=1)
+    pruner.step(1)
+    before = pruner.masks[0].mask.clone()
+    with torch.no_grad():  # as a fused optimiser would: no version bump
+        pruner.scores[0].data.copy_(torch.randn_like(pruner.scores[0]))
+    pruner.step(2)
+    assert torch.equal(pruner.masks[0].mask, topk_mask(pruner.scores[0], 0.5).bool())
+    assert not torch.equal(pruner.masks[0].mask, before)
+
+
+def test_global_movement_keeps_the_top_scores_over_all_matrices():
+    model = tiny_bert()
+    pruner = MovementPruner(model, 0.75, start_step=0, end_step=1, scope="global")
+    with torch.no_grad():
+        for i, scores in enumerate(pruner.scores):
+            scores.copy_(torch.randn_like(scores) + i * 0.1)  # later matrices score higher on average
+    pruner.step(1)
+    flat_scores = torch.cat([s.detach().flatten() for s in pruner.scores])
+    flat_masks = torch.cat([m.mask.flatten() for m in pruner.masks]).float()
+    assert int(flat_masks.sum()) == flat_scores.numel() - round(0.75 * flat_scores.numel())
+    assert flat_scores[flat_masks.bool()].min() > flat_scores[~flat_masks.bool()].max()
+    per_matrix = [1 - m.mask.float().mean().item() for m in pruner.masks]
+    assert max(per_matrix) - min(per_matrix) > 0.1  # the sparsity is spread unevenly
+    with pytest.raises(ValueError, match="scope"):
+        MovementPruner(tiny_bert(), 0.5, 0, 1, scope="row")
+
+
+def test_movement_state_dict_carries_scores_and_masks():
+    model = tiny_bert()
+    pruner = MovementPruner(model, 0.5, start_step=0, end_step=1)
+    with torch.no_grad():
+        pruner.scores[0].copy_(torch.randn_like(pruner.scores[0]))
+    pruner.step(1)
+    state = model.state_dict()
+    other = tiny_bert(seed=1)
+    MovementPruner(other, 0.5, start_step=0, end_step=1)
+    other.load_state_dict(state)
+    batch = next(iter(toy_loader()))
+    with torch.no_grad():
+        assert torch.equal(classifier_logits(other.eval(), batch), classifier_logits(model.eval(), batch))
+
+
+def test_tools_refuse_a_model_in_the_middle_of_movement_pruning(tmp_path):
+    from nlpprune_lessons.pruning import save_sparse
+
+    model = tiny_bert()
+    MovementPruner(model, 0.5, start_step=0, end_step=1)
+    for call in (lambda: sparsity_report(model), lambda: prune(model, 0.5),
+                 lambda: save_sparse(model, tmp_path / "x.safetensors"), lambda: MovementPruner(model, 0.5, 0, 1)):
+        with pytest.raises(ValueError, match="finalize"):
+            call()
+
+
 def test_movement_refuses_already_pruned_weights():
     model = tiny_bert()
     prune(model, 0.5)
@@ -230,6 +324,17 @@ def test_sparse_fine_tune_hits_the_target_and_pruned_weights_stay_zero(method, d
     assert sparsity_report(dense).prunable_sparsity == 0
     train_classifier(model, toy_loader(), toy_loader(seed=2), epochs=1, lr=1e-2, progress=False, restore_best=False)
     assert sparsity_report(model).prunable_sparsity == pytest.approx(0.8, abs=1e-3)
+
+
+def test_sparse_fine_tune_is_seeded():
+    torch.manual_seed(0)
+    config = tiny_bert().config
+    config.hidden_dropout_prob = 0.3
+    dense = BertForSequenceClassification(config)
+    runs = [sparse_fine_tune(dense, toy_loader(), toy_loader(seed=2), "movement", 0.5, lr=1e-3, seed=3)[1]
+            for _ in range(2)]
+    torch.rand(5)  # whatever ran before does not matter
+    assert runs[0]["history"]["step_loss"] == runs[1]["history"]["step_loss"]
 
 
 def test_sparse_fine_tune_validates_arguments():

@@ -56,7 +56,7 @@ def load_encoder_classifier(num_labels: int = 2, *, attn_implementation: str = "
 
     with _quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir), num_labels=num_labels, attn_implementation=attn_implementation)
+            str(model_dir), num_labels=num_labels, attn_implementation=attn_implementation, local_files_only=True)
     model.train()
     return model, load_wordpiece_tokenizer()
 

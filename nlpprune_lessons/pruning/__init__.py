@@ -4,7 +4,7 @@ and compact sparse storage (bitmask + values in safetensors). Pruning during fin
 is in :mod:`nlpprune_lessons.pruning.finetune`."""
 
 from .importance import magnitude_scores, random_scores, taylor_scores
-from .masks import METHODS, SCOPES, l1_penalty, make_permanent, prune
+from .masks import METHODS, SCOPES, l1_penalty, make_permanent, prune, topk_mask
 from .params import (
     check_params,
     default_params,
@@ -15,7 +15,7 @@ from .params import (
     pruned_params,
     transformer_blocks,
 )
-from .movement import MovementPruner, topk_mask
+from .movement import MovementPruner
 from .report import SparsityReport, block_sparsity, sparsity_report
 from .schedule import GradualPruner, cubic_sparsity, rewind, weights_snapshot
 from .storage import load_sparse, save_sparse, sparse_storage_report

@@ -1,8 +1,8 @@
 """Movement pruning (Sanh, Wolf & Rush, 2020): learn which weights to keep while fine-tuning.
 
 Each pruned weight ``W`` gets a score matrix ``S`` of the same shape (a parameter, starting at 0).
-The forward pass uses ``W * M`` where ``M`` keeps the top-scoring weights of each matrix (hard
-top-k). ``M`` has no useful gradient, so the straight-through estimator passes ``dL/dM`` to ``S``
+The forward pass uses ``W * M`` where ``M`` keeps the top-scoring weights (hard top-k, per matrix as
+in the paper, or over all matrices at once). ``M`` has no useful gradient, so the straight-through estimator passes ``dL/dM`` to ``S``
 unchanged: ``dL/dS = dL/d(W*M) * W``. A score grows when gradient descent moves its weight away
 from zero, whatever the weight's size: the model keeps the weights that are *becoming* important
 for the new task, where magnitude pruning keeps the ones that were large in pre-training.
@@ -22,64 +22,57 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .masks import _install_mask
+from .masks import SCOPES, _install_mask, topk_mask
 from .params import Param, check_params, is_pruned, param_name
 from .schedule import cubic_sparsity
 
 
-def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Float mask of ``scores``' shape keeping exactly the ``numel - round(sparsity * numel)`` highest
-    scores (ties broken by :func:`torch.topk`)."""
-    if not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"sparsity must be in [0, 1], got {sparsity!r}")
-    mask = torch.ones_like(scores)
-    k = round(sparsity * scores.numel())
-    if k:
-        mask.view(-1)[torch.topk(scores.reshape(-1), k, largest=False).indices] = 0
-    return mask
+class _StraightThrough(torch.autograd.Function):
+    """``weight * mask`` forward; backward: ``grad * mask`` to the weight and ``grad * weight`` to the
+    scores (the straight-through estimator: top-k treated as the identity)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight, mask)
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weight, mask = ctx.saved_tensors
+        return grad * mask, grad * weight, None
 
 
 class MovementMask(nn.Module):
-    """Parametrisation ``W -> W * topk_mask(S)`` with a straight-through gradient to the scores ``S``.
+    """Parametrisation ``W -> W * mask`` with a straight-through gradient to the scores ``S``.
 
-    The mask depends only on the scores and the sparsity, so it is recomputed only after an optimiser
-    step changed the scores (their version counter) or the sparsity changed: one top-k per step, not
-    per forward pass.
+    ``mask`` is a buffer that :class:`MovementPruner` recomputes from the scores after every optimiser
+    step (one top-k per step, not per forward pass); it is in the state dict, so a checkpoint taken
+    during training restores the masks with the scores.
     """
 
     def __init__(self, weight: torch.Tensor):
         super().__init__()
         self.scores = nn.Parameter(torch.zeros_like(weight))
-        self.sparsity = 0.0
-        self._cache: tuple[tuple, torch.Tensor] | None = None
-
-    def mask(self) -> torch.Tensor:
-        """The current 0/1 mask (top-k of the scores at the current sparsity)."""
-        key = (self.scores._version, self.scores.data_ptr(), self.sparsity)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, topk_mask(self.scores.detach(), self.sparsity))
-        return self._cache[1]
+        self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))  # bool: a quarter of float32's bytes
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        mask = self.mask()
-        if not (torch.is_grad_enabled() and self.scores.requires_grad):
-            return weight * mask
-        # value: weight * mask; gradient to the scores: dL/d(W*M) * W (straight-through)
-        return weight * (mask + self.scores - self.scores.detach())
+        return _StraightThrough.apply(weight, self.scores, self.mask)
 
 
 class MovementPruner:
     """Learn movement scores for ``params`` (default: a model's prunable weights) during fine-tuning.
 
     The sparsity follows :func:`~nlpprune_lessons.pruning.cubic_sparsity` from 0 at ``start_step`` to
-    ``final_sparsity`` at ``end_step``; every matrix keeps its own top-k (the paper's setting). Use:
+    ``final_sparsity`` at ``end_step``. ``scope="layer"`` keeps the top-k of every matrix (the paper's
+    hard movement pruning); ``"global"`` the top-k of all scores together. Use:
 
     >>> pruner = MovementPruner(model, 0.9, start_step=30, end_step=210)  # doctest: +SKIP
     >>> train_classifier(model, ..., param_groups=pruner.param_groups(lr=1e-2),
     ...                  on_step=pruner.step, restore_best=False)          # doctest: +SKIP
     >>> pruner.finalize()                                                   # doctest: +SKIP
 
-    Scores need a much larger learning rate than the weights (the paper: 1e-2 vs 3e-5), hence
+    :meth:`step` must run after every optimiser step: it recomputes the masks from the updated
+    scores. Scores need a much larger learning rate than the weights (the paper: 1e-2 vs 3e-5), hence
     :meth:`param_groups`. :meth:`finalize` replaces the learned masks by ordinary pruning masks.
     """
 
@@ -90,12 +83,15 @@ class MovementPruner:
         start_step: int,
         end_step: int,
         params: Sequence[Param] | None = None,
+        scope: str = "layer",
     ):
         cubic_sparsity(start_step, final_sparsity, start_step, end_step)  # validates steps and sparsity
-        self.model = model
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        self.model, self.scope = model, scope
         self.params = check_params(model, params)
         for module, name in self.params:
-            if is_pruned(module, name) or parametrize.is_parametrized(module, name):
+            if is_pruned(module, name):
                 raise ValueError(f"{param_name(model, module, name)} already carries a mask; movement "
                                  "pruning starts from a dense model (call make_permanent first)")
         self.names = [param_name(model, m, n) for m, n in self.params]
@@ -105,6 +101,7 @@ class MovementPruner:
             parametrize.register_parametrization(module, name, movement)
             self.masks.append(movement)
         self.final_sparsity, self.start_step, self.end_step = final_sparsity, start_step, end_step
+        self.sparsity = 0.0
         self.history: list[tuple[int, float]] = []
         self.finalized = False
 
@@ -115,34 +112,48 @@ class MovementPruner:
 
     def param_groups(self, lr: float = 1e-2) -> list[dict]:
         """An optimiser group for the scores: their own ``lr``, no weight decay."""
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"lr must be a number > 0, got {lr!r}")
         return [{"params": self.scores, "lr": lr, "weight_decay": 0.0}]
 
-    def set_sparsity(self, sparsity: float) -> None:
-        """Make every matrix keep the top ``1 - sparsity`` of its scores from the next forward pass on."""
-        if not 0.0 <= sparsity <= 1.0:
-            raise ValueError(f"sparsity must be in [0, 1], got {sparsity!r}")
-        for movement in self.masks:
-            movement.sparsity = sparsity
+    @torch.no_grad()
+    def _refresh(self) -> None:
+        """Recompute every mask: the top ``1 - sparsity`` of the current scores (per matrix or overall)."""
+        if self.scope == "layer":
+            masks = [topk_mask(m.scores, self.sparsity) for m in self.masks]
+        else:
+            flat = topk_mask(torch.cat([m.scores.reshape(-1) for m in self.masks]), self.sparsity)
+            masks = [chunk.view_as(m.scores) for chunk, m in zip(flat.split([m.scores.numel() for m in self.masks]),
+                                                                  self.masks)]
+        for movement, mask in zip(self.masks, masks):
+            movement.mask.copy_(mask)
 
-    def step(self, step: int) -> float:
-        """Set the sparsity of the cubic schedule at optimiser step ``step``; return it."""
+    def set_sparsity(self, sparsity: float) -> None:
+        """Keep the top ``1 - sparsity`` of the current scores from now on."""
         if self.finalized:
             raise RuntimeError("the pruner was finalized; its masks are now ordinary pruning masks")
+        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity <= 1.0:
+            raise ValueError(f"sparsity must be a number in [0, 1], got {sparsity!r}")
+        self.sparsity = float(sparsity)
+        self._refresh()
+
+    def step(self, step: int) -> float:
+        """After optimiser step ``step``: set the sparsity of the cubic schedule and recompute every mask
+        from the updated scores; return the sparsity."""
         sparsity = cubic_sparsity(step, self.final_sparsity, self.start_step, self.end_step)
         self.set_sparsity(sparsity)
         self.history.append((step, sparsity))
         return sparsity
 
     def finalize(self) -> dict[str, float]:
-        """Replace the learned masks by ``torch.nn.utils.prune`` masks (current top-k) and drop the
-        scores. Returns the sparsity of each weight by dotted name."""
+        """Replace the learned masks by ``torch.nn.utils.prune`` masks (the top-k of the final scores)
+        and drop the scores. Returns the sparsity of each weight by dotted name."""
         if self.finalized:
             raise RuntimeError("finalize() was already called")
+        self._refresh()
         result = {}
         for (module, name), movement, dotted in zip(self.params, self.masks, self.names):
-            mask = movement.mask().clone()
+            mask = movement.mask.to(movement.scores.dtype)
             parametrize.remove_parametrizations(module, name, leave_parametrized=False)
             _install_mask(module, name, mask)
             result[dotted] = 1.0 - mask.mean().item()

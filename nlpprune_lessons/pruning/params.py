@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
 Param = tuple[nn.Module, str]
@@ -18,8 +19,17 @@ def is_pruned(module: nn.Module, name: str) -> bool:
     return f"{name}_orig" in module._parameters and f"{name}_mask" in module._buffers
 
 
+def check_not_parametrized(module: nn.Module, name: str) -> None:
+    """Raise ValueError when ``module.<name>`` is computed by a parametrisation (a movement-pruning
+    run in progress): its value is not a stored tensor until the run is finalized."""
+    if parametrize.is_parametrized(module, name):
+        raise ValueError(f"{type(module).__name__}.{name} is being movement-pruned (a parametrisation); "
+                         "call MovementPruner.finalize() first")
+
+
 def stored_param(module: nn.Module, name: str) -> nn.Parameter:
     """The trainable tensor behind ``module.<name>``: ``<name>_orig`` when pruned, else the parameter."""
+    check_not_parametrized(module, name)
     return module._parameters[f"{name}_orig" if is_pruned(module, name) else name]
 
 
@@ -27,12 +37,16 @@ def effective_weight(module: nn.Module, name: str) -> torch.Tensor:
     """The weight the module computes with: ``<name>_orig * <name>_mask`` when pruned (differentiable)."""
     if is_pruned(module, name):
         return module._parameters[f"{name}_orig"] * module._buffers[f"{name}_mask"]
+    check_not_parametrized(module, name)
     return module._parameters[name]
 
 
 def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """``model.state_dict()`` with every mask folded in: each ``x_orig`` + ``x_mask`` pair becomes one
     entry ``x = x_orig * x_mask`` (detached, where ``x_orig`` was); every other entry is unchanged."""
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        raise ValueError("the model has parametrised weights (a movement-pruning run in progress); "
+                         "call MovementPruner.finalize() first")
     state = model.state_dict()
     folded = {}
     for key, tensor in state.items():
@@ -120,6 +134,7 @@ def check_params(model: nn.Module, params: Sequence[Param] | None) -> list[Param
         if not (pair and isinstance(entry[0], nn.Module) and isinstance(entry[1], str)):
             raise ValueError(f"params entries must be (module, attribute name) pairs, got {entry!r}")
         module, name = entry
+        check_not_parametrized(module, name)
         if id(module) not in modules:
             raise ValueError(f"module {type(module).__name__} of params entry {name!r} is not part of the model")
         if module._parameters.get(name) is None and not is_pruned(module, name):

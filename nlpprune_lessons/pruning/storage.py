@@ -93,7 +93,7 @@ def save_sparse(model: nn.Module, path: str | Path, *, min_sparsity: float = 0.0
     """Write the effective weights of ``model`` (masks folded) to one safetensors file at ``path``.
 
     Floating-point tensors with at least 2 dims and a fraction of exact zeros >= ``min_sparsity`` are
-    stored as bitmask + values, the rest dense; tied tensors are stored once. Returns a summary:
+    stored as bitmask + values when that takes fewer bytes, the rest dense; tied tensors are stored once. Returns a summary:
     ``path``, ``file_bytes``, ``dense_bytes`` (every distinct tensor stored dense), ``sparse_tensors``
     (per sparse tensor: ``dense_bytes``, ``stored_bytes``, ``sparsity``), ``sparse_dense_bytes`` and
     ``sparse_stored_bytes``.
@@ -110,6 +110,9 @@ def save_sparse(model: nn.Module, path: str | Path, *, min_sparsity: float = 0.0
             stored[name] = tensor.contiguous()
             continue
         parts = _encode(name, tensor)
+        if sum(_nbytes(p) for p in parts.values()) >= _nbytes(tensor):  # e.g. float16 with few zeros
+            stored[name] = tensor.contiguous()
+            continue
         stored.update(parts)
         sparse[name] = {"shape": list(tensor.shape), "dtype": _dtype_name(tensor.dtype)}
         report[name] = {
@@ -119,7 +122,7 @@ def save_sparse(model: nn.Module, path: str | Path, *, min_sparsity: float = 0.0
         }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     save_file(stored, str(tmp), metadata={METADATA_KEY: json.dumps(_metadata(model, sparse, aliases))})
     tmp.replace(path)  # readers never see a half-written file
     return {
