@@ -1,0 +1,140 @@
+"""Lesson 07 at full size: MiniLM-L6 fine-tuned on Rotten Tomatoes, pruned to several encoder
+sparsities by one-shot magnitude, gradual magnitude and movement pruning, each with and without
+distillation from the dense teacher, each method at its own learning rate chosen on validation.
+
+Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
+results/bert_sparse.json and prints the table and the issue's targets:
+
+- dense fine-tuned test accuracy >= 0.82;
+- 50% encoder sparsity: best method >= 99% of dense accuracy; 90%: >= 97%; 95%: >= 92%;
+- 90%-sparse model stored by save_sparse: pruned encoder weights <= 15% of their dense bytes.
+
+    python benchmarks/bert_sparse.py                       # default set (about 80 minutes on 2 cores)
+    python benchmarks/bert_sparse.py --methods movement --sparsities 0.9 --lrs 3e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from nlpprune_lessons import config, encoder_recipes
+from nlpprune_lessons.bench import compare_latency
+from nlpprune_lessons.pruning import load_sparse, save_sparse
+from nlpprune_lessons.pruning.finetune import SPARSE_METHODS, choose_learning_rate, compare_sparse_methods
+from nlpprune_lessons.results import save_results
+from nlpprune_lessons.train import evaluate_classifier
+
+SEED = 0
+TARGETS = {0.5: 0.99, 0.9: 0.97, 0.95: 0.92}  # best method's share of dense test accuracy
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", choices=SPARSE_METHODS, default=list(SPARSE_METHODS))
+    parser.add_argument("--sparsities", nargs="+", type=float, default=[0.5, 0.8, 0.9, 0.95])
+    parser.add_argument("--lrs", nargs="+", type=float, default=[1e-4, 3e-4, 1e-3],
+                        help="learning-rate candidates; each method's is chosen on validation at --select-at")
+    parser.add_argument("--select-at", type=float, default=0.9, help="sparsity of the learning-rate search")
+    parser.add_argument("--distill", choices=["both", "yes", "no"], default="both")
+    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per pruning run")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    start = time.perf_counter()
+    config.set_seed(SEED)
+    dense, data, meta = encoder_recipes.fine_tuned_encoder(SEED, progress=False)
+    loaders = encoder_recipes.sparse_loaders(data, SEED)
+    dense_test = evaluate_classifier(dense, loaders["test"])["accuracy"]
+    print(f"dense MiniLM: test accuracy {dense_test:.4f} ({len(data.labels['train'])} training reviews, "
+          f"{len(meta['history']['step_loss'])} steps); {len(loaders['train'])} steps per pruning epoch", flush=True)
+    distill = {"both": (False, True), "yes": (True,), "no": (False,)}[args.distill]
+
+    lrs, searched = {}, []
+    for method in args.methods:
+        if len(args.lrs) == 1:
+            lrs[method] = args.lrs[0]
+            continue
+        lrs[method], rows = choose_learning_rate(dense, loaders, method, args.select_at, args.lrs, distill=False,
+                                                 epochs=args.epochs)
+        searched += [{**r, "search": True} for r in rows]
+        print(f"{method}: learning rate {lrs[method]:g} chosen on validation at {args.select_at:.0%} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+    # the search's run at the chosen rate is the grid's run at that sparsity without KD: reuse it
+    done = {(r["method"], r["sparsity_target"], r["distill"]): r for r in searched if r["lr"] == lrs[r["method"]]}
+    keep = ("movement", 0.9, False) if "movement" in args.methods else (args.methods[0], args.sparsities[-1], False)
+    records, kept = [], {}
+    for method in args.methods:
+        for sparsity in args.sparsities:
+            for use_kd in distill:
+                key = (method, sparsity, use_kd)
+                if key in done and key != keep:
+                    records.append({**done[key], "search": False})
+                    continue
+                rows, models = compare_sparse_methods(dense, loaders, [method], [sparsity], lrs, distill=(use_kd,),
+                                                      keep=[keep], epochs=args.epochs, progress=False)
+                records.append({**rows[0], "search": False})
+                kept.update(models)
+        print(f"{method} done ({time.perf_counter() - start:.0f} s)", flush=True)
+    table = pd.DataFrame(records).sort_values(["sparsity_target", "method", "distill"])
+    table["share_of_dense"] = table.test_accuracy / dense_test
+    print("\nlearning-rate search (validation chooses):")
+    if searched:
+        print(pd.DataFrame(searched)[["method", "lr", "validation_accuracy", "test_accuracy"]].round(4)
+              .to_string(index=False))
+    print(table[["method", "distill", "sparsity_target", "lr", "validation_accuracy", "test_accuracy", "share_of_dense",
+                 "prunable_sparsity", "overall_sparsity", "seconds"]].round(4).to_string(index=False))
+
+    storage, latency = {}, {}
+    if keep in kept:
+        model = kept[keep]
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = save_sparse(model, Path(tmp) / "sparse.safetensors")
+            reloaded = load_sparse(Path(tmp) / "sparse.safetensors")
+        storage = {"model": f"{keep[0]} {keep[1]:.0%}", "file_MB": summary["file_bytes"] / 1e6,
+                   "dense_MB": summary["dense_bytes"] / 1e6,
+                   "pruned_bytes_ratio": summary["sparse_stored_bytes"] / summary["sparse_dense_bytes"]}
+        inputs = dict(data.tokenizer(data.texts["test"][:32], padding="max_length", truncation=True, max_length=64,
+                                     return_tensors="pt"))
+        latency = compare_latency({name: (lambda m=m: m(**inputs)) for name, m in
+                                   {"dense": dense, "masked": model, "zeros, no masks": reloaded}.items()})
+        print(f"\nstorage: {storage}\nlatency, batch 32 x 64 tokens, {torch.get_num_threads()} threads: "
+              + ", ".join(f"{k} {v:.1f} ms" for k, v in latency.items()))
+
+    targets = [("dense fine-tuned test accuracy >= 0.82", dense_test, bool(dense_test >= 0.82))]
+    for sparsity, share in TARGETS.items():
+        at = table[table.sparsity_target == sparsity]
+        if len(at):
+            best = at.loc[at.validation_accuracy.idxmax()]
+            name = f"{best.method}{' + KD' if best.distill else ''}"
+            targets.append((f"{sparsity:.0%}: best on validation ({name}) >= {share:.0%} of dense test accuracy",
+                            float(best.share_of_dense), bool(best.share_of_dense >= share)))
+            ranking = at.sort_values("test_accuracy", ascending=False)
+            print(f"ranking at {sparsity:.0%} (test accuracy): " + ", ".join(
+                f"{r.method}{' + KD' if r.distill else ''} {r.test_accuracy:.3f}" for r in ranking.itertuples()))
+    if storage:
+        targets.append(("90%-sparse pruned weights <= 15% of their dense bytes", storage["pruned_bytes_ratio"],
+                        bool(storage["pruned_bytes_ratio"] <= 0.15)))
+    print()
+    for label, measured, ok in targets:
+        print(f"{'MET ' if ok else 'MISS'} {label}: measured {measured:.4f}")
+    seconds = time.perf_counter() - start
+    print(f"\nbenchmark time: {seconds / 60:.1f} min")
+    save_results("bert_sparse", table.to_dict("records") + searched
+                 + [{"experiment": "storage", **storage}, {"experiment": "latency_b32_s64_ms", **latency}]
+                 + [{"target": label, "measured": measured, "met": ok} for label, measured, ok in targets]
+                 + [{"benchmark_seconds": seconds, "dense_test_accuracy": dense_test, "learning_rates": lrs,
+                     "args": vars(args)}], seed=SEED)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
