@@ -16,10 +16,15 @@ METHODS = ("magnitude", "random", "taylor", "l1")
 SCOPES = ("global", "layer")
 
 
+def check_fraction(value: float, name: str, meaning: str = "") -> float:
+    """``value`` as a float, or ValueError unless it is a number (not a bool) in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1]{f' ({meaning})' if meaning else ''}, got {value!r}")
+    return float(value)
+
+
 def _check_amount(amount: float) -> float:
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0.0 <= amount <= 1.0:
-        raise ValueError(f"amount must be a number in [0, 1] (the fraction of weights that are zero), got {amount!r}")
-    return float(amount)
+    return check_fraction(amount, "amount", "the fraction of weights that are zero")
 
 
 def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -28,8 +33,7 @@ def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     :func:`torch.topk`, with no index tensor (for MiniLM's 10.6M encoder weights, topk's int64
     indices alone took 76 MB). Scores tied at the threshold are kept from the highest index down
     until the count is exact."""
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"sparsity must be a number in [0, 1], got {sparsity!r}")
+    check_fraction(sparsity, "sparsity")
     flat = scores.detach().reshape(-1)
     k = round(sparsity * flat.numel())
     if k == 0:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .masks import SCOPES, _install_mask, topk_mask
+from .masks import SCOPES, _install_mask, check_fraction, topk_mask
 from .params import Param, check_params, is_pruned, param_name
 from .schedule import cubic_sparsity
 
@@ -132,9 +132,7 @@ class MovementPruner:
         """Keep the top ``1 - sparsity`` of the current scores from now on."""
         if self.finalized:
             raise RuntimeError("the pruner was finalized; its masks are now ordinary pruning masks")
-        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity <= 1.0:
-            raise ValueError(f"sparsity must be a number in [0, 1], got {sparsity!r}")
-        self.sparsity = float(sparsity)
+        self.sparsity = check_fraction(sparsity, "sparsity")
         self._refresh()
 
     def step(self, step: int) -> float:
