@@ -9,6 +9,7 @@ finds a package without running its ``__init__``.
 from __future__ import annotations
 
 import hashlib
+import os
 import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
@@ -141,3 +142,9 @@ def file_sha256(path: Path, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def hub_offline() -> None:
+    """Set ``HF_HUB_OFFLINE=1`` (unless the user set it) before transformers is imported, so that a
+    missing local file fails at once instead of waiting for a hub that classrooms often cannot reach."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -109,15 +109,15 @@ def fine_tuned_encoder(seed: int = 0, progress: bool = True):
 
 
 #: Lesson 07's pruning runs by mode: encoder sparsities of the method comparison and of the one-shot
-#: study without fine-tuning, fine-tuning epochs per run, the training reviews the runs read (FAST:
+#: study without fine-tuning, the sparsities that also get a distilled run, fine-tuning epochs per run, the training reviews the runs read (FAST:
 #: 320, i.e. 10 steps, so that the runs fit in the notebook's time budget: a step takes 0.4-1.5 s on
 #: 2 CPU cores, and so few steps only show the method) and the learning rates of the "learning rate
 #: after pruning" study.
 SPARSE_SETTINGS = dict(
-    fast=dict(sparsities=[0.9], oneshot_sparsities=[0.5, 0.9], epochs=1, train_examples=320,
+    fast=dict(sparsities=[0.9], oneshot_sparsities=[0.5, 0.9], kd_sparsities=[0.9], epochs=1, train_examples=320,
               lr_study=[5e-5, 1e-3]),
-    full=dict(sparsities=[0.5, 0.8, 0.9, 0.95], oneshot_sparsities=[0.5, 0.8, 0.9, 0.95], epochs=1,
-              train_examples=None, lr_study=[5e-5, 1e-4, 3e-4, 1e-3]),
+    full=dict(sparsities=[0.5, 0.8, 0.9, 0.95], oneshot_sparsities=[0.5, 0.8, 0.9, 0.95], kd_sparsities=[0.9, 0.95],
+              epochs=1, train_examples=None, lr_study=[5e-5, 1e-4, 3e-4, 1e-3]),
 )
 #: Learning rate of each method after pruning. Provisional: 3e-4 was the best of 5e-5/1e-4/3e-4/1e-3
 #: for one-shot 90% magnitude pruning in the calibration run (RESOURCES.md); benchmarks/bert_sparse.py

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .assets import asset_path
+from .assets import asset_path, hub_offline
 from .data.nltk_data import setup_nltk
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -55,7 +54,7 @@ def word_tokenize(text: str, lowercase: bool = False) -> list[str]:
 @lru_cache(maxsize=1)
 def load_wordpiece_tokenizer():
     """The MiniLM-L6 WordPiece tokenizer (uncased, 30,522 tokens), loaded offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hub_offline()
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(asset_path("minilm")), local_files_only=True)

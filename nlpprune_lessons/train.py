@@ -222,13 +222,18 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float, param_groups) -
     return torch.optim.AdamW([{"params": rest}, *groups], lr=lr, weight_decay=weight_decay)
 
 
+def _check_kd_settings(temperature: float, weight: float, prefix: str = "") -> None:
+    """The distillation temperature must be > 0 and the weight in [0, 1] (``prefix`` names the arguments)."""
+    if not temperature > 0:
+        raise ValueError(f"{prefix}temperature must be > 0, got {temperature}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"{prefix}weight must be in [0, 1] (the share of the distillation term), got {weight}")
+
+
 def _check_distillation(teacher, kd_temperature: float, kd_weight: float) -> None:
     if teacher is not None and not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher must be an nn.Module or None, got {type(teacher).__name__}")
-    if not kd_temperature > 0:
-        raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
-    if not 0.0 <= kd_weight <= 1.0:
-        raise ValueError(f"kd_weight must be in [0, 1] (the share of the distillation term), got {kd_weight}")
+    _check_kd_settings(kd_temperature, kd_weight, prefix="kd_")
 
 
 def train_classifier(
@@ -404,10 +409,7 @@ def distillation_loss(
     if student_logits.shape != teacher_logits.shape or student_logits.ndim < 2:
         raise ValueError(f"student and teacher logits must have the same shape [..., classes], got "
                          f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"weight must be in [0, 1] (the share of the distillation term), got {weight}")
+    _check_kd_settings(temperature, weight)
     if targets is None and weight < 1.0:
         raise ValueError("targets are needed when weight < 1 (the cross-entropy term)")
     classes = student_logits.size(-1)

@@ -163,6 +163,15 @@ def test_default_params_of_a_transformer_are_the_encoder_linears_only():
     assert "bert.embeddings.word_embeddings.weight" in with_embeddings
 
 
+def test_default_params_refuses_to_guess_on_an_unknown_transformer():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=8, n_layer=1, n_head=2))
+    with pytest.raises(ValueError, match="pass params= explicitly"):
+        default_params(model)
+    prune(model, 0.5, params=[(model.transformer.h[0].mlp.c_fc, "weight")])  # explicit params still work
+
+
 def test_prune_on_a_transformer_leaves_embeddings_pooler_and_classifier_dense():
     model, reference = tiny_bert(), tiny_bert()
     prune(model, 0.9)

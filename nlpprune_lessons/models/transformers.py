@@ -7,13 +7,12 @@ waiting for a hub that classrooms often cannot reach. ``trust_remote_code`` is n
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 
 from torch.utils.data import DataLoader
 
-from ..assets import asset_path
+from ..assets import asset_path, hub_offline
 from ..text import load_wordpiece_tokenizer, make_loader
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -51,7 +50,7 @@ def load_encoder_classifier(num_labels: int = 2, *, attn_implementation: str = "
         raise ValueError(f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}")
     model_dir = asset_path("minilm")  # raises MissingAssetError before transformers is imported
     asset_path("minilm_weights")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hub_offline()
     from transformers import AutoModelForSequenceClassification
 
     with _quiet_transformers():

@@ -66,11 +66,15 @@ def _weight_names(module: nn.Module, include_embeddings: bool) -> list[str]:
     return []
 
 
+def _is_transformers_model(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "base_model", None), nn.Module) and hasattr(model, "config")
+
+
 def transformer_blocks(model: nn.Module) -> nn.ModuleList | None:
     """The stack of blocks of a transformers model (BERT ``encoder.layer``, Llama ``layers``), else None."""
-    base = getattr(model, "base_model", None)
-    if not isinstance(base, nn.Module) or not hasattr(model, "config"):
+    if not _is_transformers_model(model):
         return None
+    base = model.base_model
     for path in ("encoder.layer", "layers"):
         found = base
         for part in path.split("."):
@@ -84,7 +88,7 @@ def default_params(model: nn.Module, include_embeddings: bool = False) -> list[P
     """The weight matrices worth pruning: every ``nn.Linear.weight`` and every LSTM/GRU/RNN weight matrix.
 
     On a transformers model only the Linear layers inside its blocks (attention query/key/value/output,
-    feed-forward intermediate/output): the embeddings, the pooler and the classifier or LM head stay
+    feed-forward intermediate/output; other architectures raise ValueError rather than guess): the embeddings, the pooler and the classifier or LM head stay
     dense. They are a small share of the compute, the embedding table is a lookup (zeros there save no
     work), and a small head carries every class decision, so zeros there cost accuracy first.
 
@@ -93,6 +97,9 @@ def default_params(model: nn.Module, include_embeddings: bool = False) -> list[P
     pruned. A weight shared by several modules (tied embeddings) is listed once, for its first owner.
     """
     blocks = transformer_blocks(model)
+    if blocks is None and _is_transformers_model(model):
+        raise ValueError(f"default_params finds the blocks of BERT-like (encoder.layer) and Llama-like (layers) "
+                         f"transformers models, not of {type(model).__name__}: pass params= explicitly")
     if blocks is not None:
         modules = list(blocks.modules())
         if include_embeddings:
