@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ..models.rnn import CELLS, RNNClassifier, RNNLanguageModel
 from ..pruning.params import pruned_params
 from ..text import Vocab
 from ..train import _to, default_loss
+from .indices import as_index, check_indices, kept
 
 GATES = {"lstm": 4, "gru": 3}  # gate blocks stacked in weight_ih / weight_hh: i,f,g,o and r,z,n
 CRITERIA = ("l2", "activation", "taylor")
@@ -215,36 +215,6 @@ def _rebuilt(model: nn.Module, weights: Weights, **replace: nn.Module) -> nn.Mod
     return slim.train(model.training)
 
 
-# --------------------------------------------------------------------------- index validation
-def _as_index(value, size: int, what: str) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        index = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{what} must be an int, got {value!r}") from None
-    if not 0 <= index < size:
-        raise ValueError(f"{what} {index} is out of range: allowed 0..{size - 1}")
-    return index
-
-
-def _check_indices(values, size: int, what: str, whole: str) -> list[int]:
-    """``values`` as a list of distinct ints in ``range(size)`` that leaves at least one of ``whole``."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ValueError(f"{whole} to remove must be given as a sequence of int indices, got {values!r}")
-    indices = [_as_index(v, size, what) for v in values]
-    for pos, index in enumerate(indices):
-        if index in indices[:pos]:
-            raise ValueError(f"{what} {index} is listed more than once")
-    if len(indices) == size:
-        raise ValueError(f"cannot remove all {size} {whole}; keep at least one")
-    return indices
-
-
-def _kept(size: int, removed: Sequence[int]) -> torch.Tensor:
-    return torch.tensor(sorted(set(range(size)) - set(removed)), dtype=torch.long)
-
-
 def _gate_rows(keep: torch.Tensor, size: int, gates: int) -> torch.Tensor:
     """Rows of the kept units in each of the ``gates`` blocks of size ``size``."""
     return torch.cat([keep + g * size for g in range(gates)])
@@ -266,7 +236,7 @@ def remove_hidden_units(model: nn.Module, units: Mapping[int, Sequence[int]]) ->
     """
     removed = units_to_delete(model, units)
     sizes = _sizes(model.rnn)
-    keep = [_kept(size, gone) for size, gone in zip(sizes, removed)]
+    keep = [kept(size, gone) for size, gone in zip(sizes, removed)]
     weights = _sliced_weights(model.rnn, keep)
     if _tied(model):
         return _rebuilt(model, weights)
@@ -281,8 +251,8 @@ def _check_units(units, sizes: list[int]) -> list[list[int]]:
         raise TypeError(f"units must be a dict {{layer index: unit indices to delete}}, got {type(units).__name__}")
     removed: list[list[int]] = [[] for _ in sizes]
     for layer, indices in units.items():
-        layer = _as_index(layer, len(sizes), "layer index")
-        removed[layer] = _check_indices(indices, sizes[layer], f"layer {layer} unit", f"units of layer {layer}")
+        layer = as_index(layer, len(sizes), "layer index")
+        removed[layer] = check_indices(indices, sizes[layer], f"layer {layer} unit", f"units of layer {layer}")
     return removed
 
 
@@ -321,7 +291,7 @@ def remove_embedding_dims(model: nn.Module, dims: Sequence[int]) -> nn.Module:
         raise ValueError("cannot remove embedding dims of a language model with tied weights: embedding.weight "
                          "is decoder.weight, whose columns belong to the last layer's hidden units")
     size = model.embedding.embedding_dim
-    keep = _kept(size, _check_indices(dims, size, "embedding dim", "embedding dims"))
+    keep = kept(size, check_indices(dims, size, "embedding dim", "embedding dims"))
     weights = _weights(model.rnn)
     weights[0] = [{**w, "weight_ih": w["weight_ih"][:, keep]} for w in weights[0]]
     return _rebuilt(model, weights, embedding=_embedding(model.embedding, model.embedding.weight[:, keep]))

@@ -1,0 +1,306 @@
+"""Lesson 08: head/FFN-neuron/layer removal on a tiny BERT (sdpa and eager) checked against the
+equivalent zeroed or hand-run model; importance scores against hand and finite-difference
+computations; slim save/load; the ValueError cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+from nlpprune_lessons.models.transformers import encoder_loader
+from nlpprune_lessons.structured.transformer import (
+    drop_layers,
+    encoder_flops,
+    ffn_neuron_importance,
+    head_gates,
+    head_importance,
+    layer_importance,
+    layer_shapes,
+    load_slim,
+    lowest,
+    prune_ffn_neurons,
+    prune_heads,
+    save_slim,
+    slim_summary,
+)
+from nlpprune_lessons.train import classification_loss
+
+ATTENTION = ["sdpa", "eager"]
+
+
+def tiny_bert(attn: str = "sdpa", seed: int = 0, layers: int = 3) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=24, max_position_embeddings=32, num_labels=2,
+                        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, attn_implementation=attn)
+    return BertForSequenceClassification(config).eval()
+
+
+def toy_loader(n: int = 24, seed: int = 1, batch_size: int = 8):
+    """Label = whether token 7 occurs; lengths 3..12 (padding inside batches); pad 0."""
+    g = torch.Generator().manual_seed(seed)
+    ids, labels = [], []
+    for _ in range(n):
+        body = torch.randint(3, 60, (int(torch.randint(1, 11, (1,), generator=g)),), generator=g).tolist()
+        ids.append([1, *body, 2])
+        labels.append(int(7 in body))
+    return encoder_loader(ids, labels, pad_id=0, batch_size=batch_size, shuffle=False, seed=seed)
+
+
+def batch():
+    return next(iter(toy_loader(n=8)))
+
+
+def logits(model, b):
+    with torch.no_grad():
+        return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+
+
+# --------------------------------------------------------------------------- removal == zeroing
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_removing_heads_whose_output_columns_are_zero_leaves_logits_unchanged(attn):
+    model, b = tiny_bert(attn), batch()
+    heads = {0: [1, 3], 2: [0], 1: [2, 0, 1]}
+    size = model.config.hidden_size // model.config.num_attention_heads
+    with torch.no_grad():
+        for layer, removed in heads.items():
+            dense = model.bert.encoder.layer[layer].attention.output.dense
+            for h in removed:
+                dense.weight[:, h * size:(h + 1) * size] = 0
+    slim = prune_heads(model, heads)
+    torch.testing.assert_close(logits(slim, b), logits(model, b), atol=1e-5, rtol=0)
+    assert [s["heads"] for s in layer_shapes(slim)] == [2, 1, 3]
+    attention = slim.bert.encoder.layer[1].attention.self
+    assert attention.query.weight.shape == (size, 32) and attention.all_head_size == size
+    assert slim.bert.encoder.layer[1].attention.output.dense.weight.shape == (32, size)
+    assert [s["heads"] for s in layer_shapes(model)] == [4, 4, 4]  # the input model is untouched
+
+
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_removed_heads_are_the_ones_named(attn):
+    """The kept heads' query rows are the original rows of those heads, in order."""
+    model = tiny_bert(attn)
+    slim = prune_heads(model, {0: [0, 2]})
+    q, size = model.bert.encoder.layer[0].attention.self.query.weight, 8
+    expected = torch.cat([q[size:2 * size], q[3 * size:]])
+    torch.testing.assert_close(slim.bert.encoder.layer[0].attention.self.query.weight, expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_removing_ffn_neurons_whose_output_columns_are_zero_leaves_logits_unchanged(attn):
+    model, b = tiny_bert(attn), batch()
+    neurons = {0: list(range(0, 24, 2)), 2: [5, 23, 0]}
+    with torch.no_grad():
+        for layer, removed in neurons.items():
+            model.bert.encoder.layer[layer].output.dense.weight[:, removed] = 0
+    slim = prune_ffn_neurons(model, neurons)
+    torch.testing.assert_close(logits(slim, b), logits(model, b), atol=1e-5, rtol=0)
+    assert [s["intermediate"] for s in layer_shapes(slim)] == [12, 24, 21]
+
+
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_drop_layers_equals_running_the_remaining_layers_by_hand(attn):
+    model, b = tiny_bert(attn, layers=4), batch()
+    slim = drop_layers(model, [1, 3])
+    assert slim.config.num_hidden_layers == 2 and len(slim.bert.encoder.layer) == 2
+    assert [layer.attention.self.layer_idx for layer in slim.bert.encoder.layer] == [0, 1]
+    with torch.no_grad():
+        hidden = model.bert.embeddings(input_ids=b["input_ids"])
+        mask = (1.0 - b["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for index in (0, 2):
+            hidden = model.bert.encoder.layer[index](hidden, attention_mask=mask)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        by_hand = model.classifier(model.bert.pooler(hidden))
+    torch.testing.assert_close(logits(slim, b), by_hand, atol=1e-5, rtol=0)
+    assert model.config.num_hidden_layers == 4
+
+
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_all_three_removals_combine_and_train(attn):
+    """A slim model is a normal model: it trains (gradients reach every kept weight)."""
+    model = tiny_bert(attn)
+    slim = drop_layers(prune_ffn_neurons(prune_heads(model, {0: [0], 1: [1, 2]}), {2: [0, 1]}), [1])
+    slim.train()
+    loss = classification_loss(slim, batch())
+    loss.backward()
+    assert all(p.grad is not None for p in slim.bert.encoder.parameters())
+    assert [(s["heads"], s["intermediate"]) for s in layer_shapes(slim)] == [(3, 24), (4, 22)]
+
+
+def test_bert_model_without_head_is_supported():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=24, max_position_embeddings=32)
+    model, b = BertModel(config).eval(), batch()
+    with torch.no_grad():
+        model.encoder.layer[1].attention.output.dense.weight[:, 8:16] = 0
+        ref = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        out = prune_heads(model, {1: [1]})(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+    torch.testing.assert_close(out.last_hidden_state, ref, atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------- save / load
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_save_and_load_slim_is_exact(tmp_path, attn):
+    model, b = tiny_bert(attn), batch()
+    slim = drop_layers(prune_ffn_neurons(prune_heads(model, {0: [0, 1], 2: [3]}), {1: [0, 4, 9]}), [0])
+    path = save_slim(slim, tmp_path / "slim.safetensors")
+    loaded = load_slim(path, attn_implementation=attn)
+    assert type(loaded) is BertForSequenceClassification and not loaded.training
+    assert layer_shapes(loaded) == layer_shapes(slim)
+    assert loaded.config._attn_implementation == attn
+    for (name, a), (_, c) in zip(slim.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, c), name
+    torch.testing.assert_close(logits(loaded, b), logits(slim, b), atol=0, rtol=0)
+    assert path.stat().st_size < save_slim(model, tmp_path / "dense.safetensors").stat().st_size
+
+
+def test_load_slim_refuses_other_files(tmp_path):
+    from nlpprune_lessons.checkpoints import save_checkpoint
+
+    path = save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "other.safetensors", {"architecture": {}})
+    with pytest.raises(ValueError, match="not written by save_slim"):
+        load_slim(path)
+    with pytest.raises(ValueError, match="attn_implementation"):
+        load_slim(path, attn_implementation="flash")
+
+
+# --------------------------------------------------------------------------- importance
+def test_head_importance_equals_a_finite_difference_estimate():
+    model = tiny_bert("eager", layers=2).double()
+    loader = toy_loader(n=16, batch_size=8)
+    scores = head_importance(model, loader)
+    assert scores.shape == (2, 4)
+    eps, expected = 1e-5, torch.zeros(2, 4, dtype=torch.float64)
+    with head_gates(model, requires_grad=False) as gates:
+        for b in loader:
+            for layer in range(2):
+                for head in range(4):
+                    losses = []
+                    for value in (1 + eps, 1 - eps):
+                        gates[layer][head] = value
+                        with torch.no_grad():
+                            losses.append(classification_loss(model, b).item())
+                        gates[layer][head] = 1.0
+                    expected[layer, head] += abs(losses[0] - losses[1]) / (2 * eps)
+    torch.testing.assert_close(scores.double(), expected, rtol=1e-4, atol=1e-7)
+    assert not model.bert.encoder.layer[0].attention.self._forward_hooks  # gates removed afterwards
+
+
+def test_head_importance_of_a_pruned_model_pads_with_nan_and_normalizes():
+    model = prune_heads(tiny_bert(), {1: [0, 1]})
+    scores = head_importance(model, toy_loader(), normalize=True)
+    assert scores.shape == (3, 4) and scores[1, 2:].isnan().all() and not scores[0].isnan().any()
+    torch.testing.assert_close(scores[0].norm(), torch.tensor(1.0))
+    assert model.training is False
+
+
+def test_ffn_taylor_score_is_the_gradient_of_a_neuron_gate():
+    """Taylor score = |sum over tokens of activation * dL/dactivation|, per batch, summed."""
+    model, loader = tiny_bert("eager"), toy_loader(n=8)
+    scores = ffn_neuron_importance(model, loader, "taylor")
+    acts = {}
+    layer = model.bert.encoder.layer[1].intermediate
+    handle = layer.register_forward_hook(lambda m, a, out: acts.setdefault("a", out.retain_grad() or out))
+    b = next(iter(loader))
+    classification_loss(model, b).backward()
+    handle.remove()
+    expected = (acts["a"] * acts["a"].grad).sum((0, 1)).abs()
+    torch.testing.assert_close(scores[1], expected, rtol=1e-4, atol=1e-8)
+
+
+def test_ffn_l2_and_activation_scores_by_hand():
+    model, loader = tiny_bert(), toy_loader(n=8)
+    layer = model.bert.encoder.layer[0]
+    l2 = ffn_neuron_importance(model, criterion="l2")
+    expected = (layer.intermediate.dense.weight.pow(2).sum(1) + layer.output.dense.weight.pow(2).sum(0)).sqrt()
+    torch.testing.assert_close(l2[0], expected.detach())
+    act = ffn_neuron_importance(model, loader, "activation")
+    b = next(iter(loader))
+    with torch.no_grad():
+        hidden = model.bert(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                            output_hidden_states=True).hidden_states[0]
+        a = layer.intermediate(layer.attention(hidden, attention_mask=_additive(b))[0])
+    mask = b["attention_mask"].bool()
+    torch.testing.assert_close(act[0], a[mask].abs().mean(0), rtol=1e-5, atol=1e-6)  # padding not counted
+    assert [s.numel() for s in act] == [24, 24, 24]
+
+
+def _additive(b):
+    return (1.0 - b["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
+
+
+def test_layer_importance_is_the_loss_rise_when_dropping_each_layer():
+    model, loader = tiny_bert(), toy_loader(n=8)
+    scores = layer_importance(model, loader)
+    b = next(iter(loader))
+    base = classification_loss(model, b).item()
+    for i in range(3):
+        assert scores[i].item() == pytest.approx(classification_loss(drop_layers(model, [i]), b).item() - base,
+                                                 abs=1e-6)
+
+
+def test_lowest_takes_the_smallest_scores_and_keeps_one_per_layer():
+    scores = torch.tensor([[0.1, 0.2, 5.0], [0.05, 0.3, float("nan")]])
+    assert lowest(scores, 2) == {0: [0], 1: [0]}
+    assert lowest(scores, 3) == {0: [0, 1], 1: [0]}  # layer 1 keeps its last head
+    assert lowest([torch.tensor([3.0, 1.0]), torch.tensor([2.0])], 1) == {0: [1]}
+    with pytest.raises(ValueError, match="only 3 removable"):
+        lowest(scores, 4)
+    with pytest.raises(ValueError, match="count"):
+        lowest(scores, -1)
+
+
+def test_encoder_flops_by_hand_and_after_pruning():
+    model = tiny_bert(layers=2)
+    t, h, k = 10, 32, 24
+    per_layer = 4 * t * h * h + 2 * t * t * h + 2 * t * h * k
+    assert encoder_flops(model, t) == 2 * 2 * per_layer
+    slim = prune_heads(model, {0: [0, 1]})
+    assert encoder_flops(slim, t) == 2 * (per_layer + 4 * t * h * 16 + 2 * t * t * 16 + 2 * t * h * k)
+    table = slim_summary(slim)
+    assert table.loc["0", "heads"] == 2 and table.loc["total", "parameters"] == sum(p.numel() for p in slim.parameters())
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("heads, message", [
+    ({0: [0, 1, 2, 3]}, "cannot remove all 4 heads of layer 0"),
+    ({0: [1, 1]}, "listed more than once"),
+    ({0: [4]}, "out of range"),
+    ({3: [0]}, "layer index 3 is out of range"),
+    ({0: [True]}, "must be an int"),
+    ({0: 2}, "sequence of int indices"),
+])
+def test_prune_heads_rejects_bad_plans(heads, message):
+    with pytest.raises(ValueError, match=message):
+        prune_heads(tiny_bert(), heads)
+
+
+def test_other_bad_input():
+    model = tiny_bert()
+    with pytest.raises(TypeError, match="dict"):
+        prune_heads(model, [(0, [1])])
+    with pytest.raises(ValueError, match="cannot remove all 24 FFN neurons"):
+        prune_ffn_neurons(model, {0: range(24)})
+    with pytest.raises(ValueError, match="cannot remove all 3 encoder layers"):
+        drop_layers(model, [0, 1, 2])
+    with pytest.raises(TypeError, match="BertModel"):
+        prune_heads(torch.nn.Linear(2, 2), {})
+    with pytest.raises(ValueError, match="criterion"):
+        ffn_neuron_importance(model, criterion="random")
+    with pytest.raises(ValueError, match="needs data"):
+        ffn_neuron_importance(model, criterion="taylor")
+    with pytest.raises(TypeError, match="iterable of batches"):
+        head_importance(model, batch())
+    with pytest.raises(ValueError, match="seq_len"):
+        encoder_flops(model, 0)
+
+
+def test_masked_models_are_refused():
+    from nlpprune_lessons.pruning import prune
+
+    model = tiny_bert()
+    prune(model, 0.5)
+    with pytest.raises(ValueError, match="make_permanent"):
+        prune_heads(model, {0: [0]})
