@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -42,6 +43,17 @@ def classifier_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch
     if hasattr(model, "config") and hasattr(model, "base_model"):  # lengths would be taken for the mask
         raise ValueError("a transformers model needs an 'attention_mask' in the batch (see encoder_loader)")
     return model(batch["input_ids"], batch.get("lengths"))
+
+
+def _encoder_forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden: bool):
+    """``(logits, hidden_states)`` of a transformers classifier; ``hidden_states`` (embeddings output,
+    then every layer's) only when ``hidden``."""
+    if not hidden:
+        return classifier_logits(model, batch), None
+    if "attention_mask" not in batch:
+        raise ValueError("hidden-state distillation needs a transformers model and batches with attention_mask")
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    return out.logits, out.hidden_states
 
 
 def classification_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -127,6 +139,22 @@ def evaluate_language_model(
         count += batch["targets"].numel()
     model.train(was_training)
     return {"loss": total / count, "perplexity": math.exp(total / count)}
+
+
+@contextmanager
+def frozen_embeddings(model: nn.Module, freeze: bool = True) -> Iterator[None]:
+    """Inside the block, the embedding tables of ``model`` get no gradient (when ``freeze``); they
+    train again afterwards. For MiniLM that is 11.9M parameters whose gradients and AdamW state take
+    190 MB, which keeps lessons 07-08 within a 2 GB machine. Each table's own setting comes back."""
+    tables = [m for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))] if freeze else []
+    before = [(p, p.requires_grad) for m in tables for p in m.parameters()]
+    for p, _ in before:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in before:
+            p.requires_grad_(flag)
 
 
 def _check_fit_args(epochs: int, lr: float, patience: int | None) -> None:
@@ -230,10 +258,46 @@ def _check_kd_settings(temperature: float, weight: float, prefix: str = "") -> N
         raise ValueError(f"{prefix}weight must be in [0, 1] (the share of the distillation term), got {weight}")
 
 
-def _check_distillation(teacher, kd_temperature: float, kd_weight: float) -> None:
+def _check_distillation(teacher, kd_temperature: float, kd_weight: float, kd_hidden_map, kd_hidden_weight) -> None:
     if teacher is not None and not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher must be an nn.Module or None, got {type(teacher).__name__}")
     _check_kd_settings(kd_temperature, kd_weight, prefix="kd_")
+    if kd_hidden_map is None:
+        return
+    if teacher is None:
+        raise ValueError("kd_hidden_map needs a teacher")
+    _check_layer_map(kd_hidden_map)
+    if isinstance(kd_hidden_weight, bool) or not isinstance(kd_hidden_weight, (int, float)) or kd_hidden_weight <= 0:
+        raise ValueError(f"kd_hidden_weight must be a number > 0 when kd_hidden_map is given, got {kd_hidden_weight!r}")
+
+
+def _check_layer_map(layer_map) -> None:
+    if not isinstance(layer_map, Mapping) or not layer_map:
+        raise ValueError(f"layer_map must be a non-empty dict {{student index: teacher index}}, got {layer_map!r}")
+    for key, value in layer_map.items():
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (key, value)):
+            raise ValueError(f"layer_map entries must be ints >= 0 (hidden-state indices), got {key!r}: {value!r}")
+
+
+def hidden_state_loss(
+    student_hidden: Sequence[torch.Tensor],
+    teacher_hidden: Sequence[torch.Tensor],
+    layer_map: Mapping[int, int],
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Hidden-state distillation (as in TinyBERT and CoFi): the mean over ``layer_map`` = {student
+    index: teacher index} of the mean squared error between the two hidden states ``[B, T, H]``, over
+    the real (non-padding) tokens of ``attention_mask``. Index 0 is the embeddings' output, ``i`` is
+    layer ``i``'s (transformers' ``hidden_states``). The teacher gets no gradient."""
+    _check_layer_map(layer_map)
+    for index, pool, what in [(max(layer_map), student_hidden, "student"),
+                              (max(layer_map.values()), teacher_hidden, "teacher")]:
+        if index >= len(pool):
+            raise ValueError(f"layer_map names {what} hidden state {index}, but there are {len(pool)} (0..{len(pool) - 1})")
+    mask = attention_mask.bool()
+    losses = [nn.functional.mse_loss(student_hidden[s][mask], teacher_hidden[t].detach()[mask])
+              for s, t in layer_map.items()]
+    return torch.stack(losses).mean()
 
 
 def train_classifier(
@@ -254,6 +318,8 @@ def train_classifier(
     teacher: nn.Module | None = None,
     kd_temperature: float = 2.0,
     kd_weight: float = 0.5,
+    kd_hidden_map: Mapping[int, int] | None = None,
+    kd_hidden_weight: float = 1.0,
     param_groups: Sequence[dict] | None = None,
     mixed_precision: bool | None = None,
     device: torch.device | str | None = None,
@@ -266,6 +332,8 @@ def train_classifier(
       linear decay to 0 (:func:`linear_warmup_decay`).
     - ``teacher``: knowledge distillation from a frozen teacher; the loss is
       :func:`distillation_loss` with ``kd_temperature`` and ``kd_weight`` (its share vs cross-entropy).
+      ``kd_hidden_map`` = {student hidden-state index: teacher's} adds ``kd_hidden_weight`` times
+      :func:`hidden_state_loss` (transformers encoders; e.g. a student with dropped layers).
     - ``penalty(model)`` is added to the loss (e.g. an L1 term); ``on_step(step)`` runs after every
       optimiser step (e.g. a gradual pruner); ``param_groups`` give some parameters their own settings.
     - ``mixed_precision``: float16 autocast with a gradient scaler; default on for CUDA only (on CPU
@@ -283,7 +351,7 @@ def train_classifier(
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
     if warmup_ratio and schedule != "linear":
         raise ValueError(f"warmup_ratio only applies to schedule='linear', got schedule={schedule!r}")
-    _check_distillation(teacher, kd_temperature, kd_weight)
+    _check_distillation(teacher, kd_temperature, kd_weight, kd_hidden_map, kd_hidden_weight)
     device = config.get_device(str(device)) if device is not None else config.get_device()
     if mixed_precision is None:
         mixed_precision = device.type == "cuda"
@@ -305,14 +373,20 @@ def train_classifier(
 
     def objective(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast("cuda", dtype=torch.float16, enabled=mixed_precision):
-            logits = classifier_logits(model, batch)
+            hidden = kd_hidden_map is not None
+            logits, student_hidden = _encoder_forward(model, batch, hidden)
             loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
             if teacher is None:
                 return loss, loss
             with torch.no_grad():
-                teacher_logits = classifier_logits(teacher, batch).float()
-            return distillation_loss(logits.float(), teacher_logits, batch["labels"],
-                                     temperature=kd_temperature, weight=kd_weight), loss
+                teacher_logits, teacher_hidden = _encoder_forward(teacher, batch, hidden)
+            objective = distillation_loss(logits.float(), teacher_logits.float(), batch["labels"],
+                                          temperature=kd_temperature, weight=kd_weight)
+            if hidden:
+                objective = objective + kd_hidden_weight * hidden_state_loss(
+                    [h.float() for h in student_hidden], [h.float() for h in teacher_hidden], kd_hidden_map,
+                    batch["attention_mask"])
+            return objective, loss
 
     def train_epoch() -> float:
         nonlocal step, epoch

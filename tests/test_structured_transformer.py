@@ -304,3 +304,78 @@ def test_masked_models_are_refused():
     prune(model, 0.5)
     with pytest.raises(ValueError, match="make_permanent"):
         prune_heads(model, {0: [0]})
+
+
+# --------------------------------------------------------------------------- recovery
+def test_hidden_state_loss_by_hand_ignores_padding():
+    from nlpprune_lessons.train import hidden_state_loss
+
+    g = torch.Generator().manual_seed(0)
+    student = [torch.randn(2, 3, 4, generator=g) for _ in range(3)]
+    teacher = [torch.randn(2, 3, 4, generator=g) for _ in range(5)]
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    keep = mask.bool()
+    expected = ((student[1][keep] - teacher[2][keep]).pow(2).mean() + (student[2][keep] - teacher[4][keep]).pow(2).mean()) / 2
+    torch.testing.assert_close(hidden_state_loss(student, teacher, {1: 2, 2: 4}, mask), expected)
+    with pytest.raises(ValueError, match="teacher hidden state 5"):
+        hidden_state_loss(student, teacher, {1: 5}, mask)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        hidden_state_loss(student, teacher, {}, mask)
+
+
+def test_train_classifier_checks_hidden_distillation_settings():
+    from nlpprune_lessons.train import train_classifier
+
+    model, loader = tiny_bert(), toy_loader()
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train_classifier(model, loader, loader, epochs=1, kd_hidden_map={1: 1})
+    with pytest.raises(ValueError, match="kd_hidden_weight"):
+        train_classifier(model, loader, loader, epochs=1, teacher=tiny_bert(), kd_hidden_map={1: 1}, kd_hidden_weight=0)
+
+
+def test_frozen_embeddings_freezes_then_restores_each_table():
+    from nlpprune_lessons.train import frozen_embeddings
+
+    model = tiny_bert()
+    model.bert.embeddings.token_type_embeddings.weight.requires_grad_(False)
+    with frozen_embeddings(model):
+        assert not any(p.requires_grad for p in model.bert.embeddings.word_embeddings.parameters())
+        assert model.classifier.weight.requires_grad
+    assert model.bert.embeddings.word_embeddings.weight.requires_grad
+    assert not model.bert.embeddings.token_type_embeddings.weight.requires_grad
+
+
+def test_slim_with_recovery_runs_the_plan_and_recovers_with_hidden_distillation():
+    from nlpprune_lessons.structured.slimming import latency_table, slim_with_recovery, speed_accuracy
+
+    dense = tiny_bert(layers=3)
+    loaders = {"train": toy_loader(n=32, seed=1), "validation": toy_loader(n=16, seed=2),
+               "test": toy_loader(n=16, seed=3)}
+    embedding = dense.bert.embeddings.word_embeddings.weight.clone()
+    records, models = slim_with_recovery(dense, loaders, [("heads", 0.5), ("ffn", 0.25), ("layers", 1)], lr=1e-3,
+                                         hidden_distill=True, score_batches=2, progress=False)
+    assert [r["stage"] for r in records] == ["dense", "heads", "heads + ffn", "heads + ffn + layers"]
+    final = models["heads + ffn + layers"]
+    assert len(layer_shapes(final)) == 2 and sum(s["heads"] for s in layer_shapes(final)) <= 4
+    assert [r["heads"] for r in records] == [12, 6, 6, records[-1]["heads"]]
+    assert [r["ffn_neurons"] for r in records][:3] == [72, 72, 54]
+    assert records[-1]["parameters"] < records[0]["parameters"] and records[-1]["file_MB"] < records[0]["file_MB"]
+    assert all(r["steps"] == 4 for r in records[1:])
+    assert torch.equal(models["heads"].bert.embeddings.word_embeddings.weight, embedding)  # frozen while recovering
+    assert layer_shapes(models["dense"]) == layer_shapes(dense) and models["dense"] is dense
+    latency = latency_table({k: models[k] for k in ("dense", "heads + ffn + layers")}, batch_sizes=(2,),
+                            seq_lens=(8,), rounds=1, repeats=3, warmup=0)
+    assert len(latency) == 2 and latency.speedup.iloc[0] == 1.0
+    table = speed_accuracy([records[0], records[-1]], latency, batch=2, seq_len=8)
+    assert table.flop_ratio.iloc[1] > 1 and table.speedup.notna().all()
+
+
+@pytest.mark.parametrize("plan, message", [
+    ([("heads", 1.0)], "fraction in"), ([("layers", 0.5)], "int n >= 1"), ([("rows", 0.5)], "kind in"),
+    ("heads", "sequence of"),
+])
+def test_slim_with_recovery_rejects_bad_plans(plan, message):
+    from nlpprune_lessons.structured.slimming import slim_with_recovery
+
+    with pytest.raises((ValueError, TypeError), match=message):
+        slim_with_recovery(tiny_bert(), {"train": toy_loader()}, plan)

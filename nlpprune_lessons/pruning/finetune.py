@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import config
 from ..bench import release_memory
-from ..train import evaluate_classifier, train_classifier
+from ..train import evaluate_classifier, frozen_embeddings, train_classifier
 from .masks import SCOPES, prune
 from .movement import MovementPruner
 from .report import sparsity_report
@@ -59,8 +59,8 @@ def sparse_fine_tune(
     each method also decides how the sparsity is spread over the matrices; ``"layer"`` gives every
     matrix the same sparsity (for movement pruning, the paper's per-matrix top-k).
     ``score_lr`` is the movement scores' learning rate. ``freeze_embeddings`` keeps the (unpruned)
-    embedding tables fixed: for MiniLM that is 11.9M parameters whose gradients and AdamW state take
-    190 MB, which keeps lesson 07 within a 2 GB machine; every method is treated alike. Every run is seeded with ``seed`` (dropout,
+    embedding tables fixed during the run (:func:`~nlpprune_lessons.train.frozen_embeddings`); every
+    method is treated alike. Every run is seeded with ``seed`` (dropout,
     batch order), so its result does not depend on what ran before. Returns the pruned model (masks
     attached) and a record: steps, seconds, the sparsity schedule, training history.
     """
@@ -72,10 +72,6 @@ def sparse_fine_tune(
         raise TypeError(f"distill must be True or False, got {distill!r}")
     config.set_seed(seed)
     model = copy.deepcopy(dense).train()
-    embeddings = [m for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
-    if freeze_embeddings:
-        for module in embeddings:
-            module.requires_grad_(False)
     total = epochs * len(train_loader)
     until = max(1, round(SCHEDULE["prune_until"] * total))
     on_step, param_groups, pruner = None, None, None
@@ -90,14 +86,13 @@ def sparse_fine_tune(
                                 end_step=until, scope=scope)
         on_step, param_groups = pruner.step, pruner.param_groups(score_lr)
     start = time.perf_counter()
-    history = train_classifier(
-        model, train_loader, val_loader, epochs=epochs, lr=lr, schedule="linear",
-        warmup_ratio=SCHEDULE["warmup_ratio"], teacher=dense if distill else None, kd_temperature=kd_temperature,
-        kd_weight=kd_weight, param_groups=param_groups, on_step=on_step, restore_best=False, progress=progress)
+    with frozen_embeddings(model, freeze_embeddings):  # the returned model trains like any other
+        history = train_classifier(
+            model, train_loader, val_loader, epochs=epochs, lr=lr, schedule="linear",
+            warmup_ratio=SCHEDULE["warmup_ratio"], teacher=dense if distill else None, kd_temperature=kd_temperature,
+            kd_weight=kd_weight, param_groups=param_groups, on_step=on_step, restore_best=False, progress=progress)
     if method == "movement":
         pruner.finalize()
-    for module in embeddings:  # the returned model trains like any other
-        module.requires_grad_(True)
     release_memory()  # the optimiser state and activations are gone; give the memory back
     record = {"method": method, "sparsity_target": sparsity, "distill": distill, "lr": lr, "epochs": epochs,
               "steps": total, "seconds": time.perf_counter() - start, "scope": scope,
