@@ -130,8 +130,22 @@ def sparse_settings() -> dict:
     return SPARSE_SETTINGS["fast" if config.is_fast() else "full"]
 
 
+#: Lesson 08's runs by mode: the training batches that importance scores read, and the latency timing
+#: (alternating rounds x timed repeats after warm-up). Training data and steps are lesson 07's
+#: (:func:`sparse_loaders`), the recovery recipe is ``structured.slimming.RECOVERY``.
+SLIM_SETTINGS = dict(
+    fast=dict(score_batches=4, latency=dict(rounds=1, repeats=3, warmup=1)),
+    full=dict(score_batches=16, latency=dict(rounds=3, repeats=10, warmup=2)),
+)
+
+
+def slim_settings() -> dict:
+    """:data:`SLIM_SETTINGS` of the current mode."""
+    return SLIM_SETTINGS["fast" if config.is_fast() else "full"]
+
+
 def sparse_loaders(data: EncoderData, seed: int = 0) -> dict[str, DataLoader]:
-    """Loaders for lesson 07's runs: the training loader (a seeded, stratified subset of
+    """Loaders for lessons 07-08's pruning runs: the training loader (a seeded, stratified subset of
     ``train_examples`` reviews in FAST mode) and the validation and test loaders of ``data``."""
     n = sparse_settings()["train_examples"]
     if n is None or n >= len(data.labels["train"]):

@@ -379,3 +379,11 @@ def test_slim_with_recovery_rejects_bad_plans(plan, message):
 
     with pytest.raises((ValueError, TypeError), match=message):
         slim_with_recovery(tiny_bert(), {"train": toy_loader()}, plan)
+
+
+def test_head_columns_exercise_check_accepts_the_answer_and_rejects_a_wrong_one():
+    from nlpprune_lessons.exercises import ExerciseError, check_head_columns
+
+    check_head_columns(lambda head, size: range(head * size, (head + 1) * size))
+    with pytest.raises(ExerciseError, match="contiguous block"):
+        check_head_columns(lambda head, size: range(head, head + size))

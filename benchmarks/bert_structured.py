@@ -1,0 +1,178 @@
+"""Lesson 08 at full size: MiniLM-L6 fine-tuned on Rotten Tomatoes, slimmed step by step (heads, FFN
+neurons, layers), each step recovered by fine-tuning distilled from the dense teacher; latency of
+every stage on the CPU.
+
+Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
+results/bert_structured.json and prints the tables and the issue's targets:
+
+- >= 2.5x measured speedup at batch 32, sequence 64, with <= 1.5 accuracy points lost after recovery;
+- slim model file <= 50% of the dense file.
+
+    python benchmarks/bert_structured.py                       # default set (about 45 minutes on 2 cores)
+    python benchmarks/bert_structured.py --plan heads=0.75 ffn=0.5 layers=3 --lrs 3e-4 --variants
+    python benchmarks/bert_structured.py --latency-only     # re-time the last run's stages alone
+
+Runs: the plan without any recovery; the plan with logit distillation at each ``--lrs`` candidate
+(the learning rate is chosen on validation accuracy after the last step); then, at that rate, the
+other ``--variants``: ``hidden`` (logits + hidden states) and ``none`` (no teacher, plain fine-tuning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import pandas as pd
+
+from nlpprune_lessons import config, encoder_recipes
+from nlpprune_lessons.results import load_results, save_results
+from nlpprune_lessons.structured.slimming import (RECOVERY, SLIM_KINDS, SLIM_PLAN, file_megabytes, latency_table,
+                                                  remove_structures, slim_with_recovery, speed_accuracy)
+from nlpprune_lessons.structured.transformer import load_slim, save_slim
+from nlpprune_lessons.train import evaluate_classifier
+
+SEED = 0
+VARIANTS = ("kd", "hidden", "none")
+TARGET_SPEEDUP, TARGET_POINTS, TARGET_FILE = 2.5, 1.5, 0.5
+
+
+def plan_step(text: str) -> tuple[str, float]:
+    """``heads=0.5`` -> ("heads", 0.5); ``layers=2`` -> ("layers", 2)."""
+    kind, _, amount = text.partition("=")
+    if kind not in SLIM_KINDS or not amount:
+        raise argparse.ArgumentTypeError(f"a plan step is kind=amount with kind in {SLIM_KINDS}, got {text!r}")
+    return kind, int(amount) if kind == "layers" else float(amount)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", nargs="+", type=plan_step, default=list(SLIM_PLAN),
+                        help="steps in order, e.g. heads=0.5 ffn=0.5 layers=2")
+    parser.add_argument("--lrs", nargs="+", type=float, default=[1e-4, 3e-4],
+                        help="recovery learning rates; the best on validation (with logit distillation) is kept")
+    parser.add_argument("--variants", nargs="*", choices=VARIANTS[1:], default=list(VARIANTS[1:]),
+                        help="recovery variants run at the chosen learning rate besides logit distillation")
+    parser.add_argument("--epochs", type=int, default=RECOVERY["epochs"], help="recovery epochs per step")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only re-measure the latency of the stages saved by the last run (on a quiet machine) "
+                             "and update its results file")
+    return parser.parse_args()
+
+
+def stage_dir():
+    """Where the chosen run's stage models are kept (save_slim), for --latency-only."""
+    return config.cache_dir() / f"bert_structured-{config.mode().lower()}"
+
+
+def measure_latency(models: dict) -> tuple[pd.DataFrame, float]:
+    """Latency table of every stage and the last stage's speedup at batch 32 x 64 tokens."""
+    latency = latency_table(models, **encoder_recipes.slim_settings()["latency"], seed=SEED)
+    print(f"\nlatency (ms), {latency.threads.iloc[0]} threads:")
+    print(latency.pivot_table(index="model", columns=["batch", "seq_len"], values="ms", sort=False).round(1).to_string())
+    at = latency[(latency.batch == 32) & (latency.seq_len == 64)]
+    return latency, float(at.speedup.iloc[-1])
+
+
+def speedup_target(speedup: float) -> dict:
+    return {"target": f">= {TARGET_SPEEDUP}x speedup at batch 32 x 64 tokens", "measured": speedup,
+            "met": speedup >= TARGET_SPEEDUP}
+
+
+def latency_only() -> int:
+    """Re-time the saved stages; replace the latency rows and the speedup target in the results file."""
+    names = json.loads((stage_dir() / "stages.json").read_text())
+    models = {name: load_slim(stage_dir() / f"{i}.safetensors") for i, name in enumerate(names)}
+    latency, speedup = measure_latency(models)
+    path = config.results_dir() / "bert_structured.json"
+    payload = load_results(path)
+    records = [r for r in payload["records"] if r.get("experiment") != "latency"
+               and not str(r.get("target", "")).startswith(">=")]
+    target = speedup_target(speedup)
+    print(f"{'MET ' if target['met'] else 'MISS'} {target['target']}: measured {speedup:.4f}")
+    save_results("bert_structured", records + latency.assign(experiment="latency").to_dict("records") + [target],
+                 seed=SEED)
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
+    if args.latency_only:
+        return latency_only()
+    start = time.perf_counter()
+    config.set_seed(SEED)
+    dense, data, _ = encoder_recipes.fine_tuned_encoder(SEED, progress=False)
+    dense = dense.to("cpu").eval()
+    loaders = encoder_recipes.sparse_loaders(data, SEED)
+    score_batches = encoder_recipes.slim_settings()["score_batches"]
+    dense_test = evaluate_classifier(dense, loaders["test"])["accuracy"]
+    print(f"{config.mode()} | dense test accuracy {dense_test:.4f} | plan {args.plan}")
+
+    # the plan without recovery: what the cuts cost on their own
+    model, scores = dense, [b for _, b in zip(range(score_batches), loaders["train"])]
+    no_recovery = []
+    for kind, amount in args.plan:
+        model, _ = remove_structures(model, kind, amount, scores)
+        no_recovery.append({"variant": "no recovery", "kind": kind, "amount": amount,
+                            **{f"{s}_accuracy": evaluate_classifier(model, loaders[s])["accuracy"]
+                               for s in ("validation", "test")}})
+    print(pd.DataFrame(no_recovery).round(4).to_string(index=False))
+
+    runs, stage_models = [], {}
+    for lr in args.lrs:
+        records, models = slim_with_recovery(dense, loaders, args.plan, lr=lr, epochs=args.epochs,
+                                             score_batches=score_batches, seed=SEED, progress=False)
+        runs.append(("kd", lr, records))
+        stage_models[("kd", lr)] = models
+        print(f"kd, lr {lr:g}: final validation {records[-1]['validation_accuracy']:.4f}, "
+              f"test {records[-1]['test_accuracy']:.4f} ({(time.perf_counter() - start) / 60:.1f} min)")
+    best_lr = max((r for r in runs), key=lambda r: r[2][-1]["validation_accuracy"])[1]
+    for variant in args.variants:
+        records, _ = slim_with_recovery(dense, loaders, args.plan, lr=best_lr, epochs=args.epochs,
+                                        distill=variant == "hidden", hidden_distill=variant == "hidden",
+                                        score_batches=score_batches, seed=SEED, progress=False)
+        runs.append((variant, best_lr, records))
+        print(f"{variant}, lr {best_lr:g}: final validation {records[-1]['validation_accuracy']:.4f}, "
+              f"test {records[-1]['test_accuracy']:.4f} ({(time.perf_counter() - start) / 60:.1f} min)")
+
+    table = pd.DataFrame([{"variant": v, "lr": lr, **r} for v, lr, records in runs for r in records])
+    print(table[["variant", "lr", "stage", "before_validation_accuracy", "validation_accuracy", "test_accuracy",
+                 "parameters", "heads", "ffn_neurons", "layers", "file_MB", "seconds"]].round(4).to_string(index=False))
+
+    # latency of every stage of the chosen run (the other variants have the same shapes, up to which
+    # layers the last step drops); the stages are kept for a later --latency-only run
+    models = stage_models[("kd", best_lr)]
+    stage_dir().mkdir(parents=True, exist_ok=True)
+    for i, model in enumerate(models.values()):
+        save_slim(model, stage_dir() / f"{i}.safetensors")
+    (stage_dir() / "stages.json").write_text(json.dumps(list(models)))
+    latency, speedup = measure_latency(models)
+    curve = speed_accuracy(next(r for v, lr, r in runs if v == "kd" and lr == best_lr), latency)
+    print(curve[["stage", "test_accuracy", "flop_ratio", "speedup"]].round(3).to_string(index=False))
+
+    finals = [(v, lr, records[-1]) for v, lr, records in runs if lr == best_lr]
+    best_variant, _, best = max(finals, key=lambda f: f[2]["validation_accuracy"])
+    final_stage = models[list(models)[-1]]
+    file_ratio = file_megabytes(final_stage) / file_megabytes(dense)
+    points_lost = 100 * (dense_test - best["test_accuracy"])
+    targets = [
+        tuple(speedup_target(speedup).values()),
+        (f"<= {TARGET_POINTS} test accuracy points lost after recovery (best on validation: {best_variant})",
+         points_lost, points_lost <= TARGET_POINTS),
+        (f"slim file <= {TARGET_FILE:.0%} of dense", file_ratio, file_ratio <= TARGET_FILE),
+    ]
+    print()
+    for label, measured, ok in targets:
+        print(f"{'MET ' if ok else 'MISS'} {label}: measured {measured:.4f}")
+    seconds = time.perf_counter() - start
+    print(f"\nbenchmark time: {seconds / 60:.1f} min")
+    save_results("bert_structured", no_recovery + table.to_dict("records")
+                 + latency.assign(experiment="latency").to_dict("records")
+                 + [{"target": label, "measured": measured, "met": bool(ok)} for label, measured, ok in targets]
+                 + [{"benchmark_seconds": seconds, "dense_test_accuracy": dense_test, "chosen_lr": best_lr,
+                     "args": {**vars(args), "plan": [list(s) for s in args.plan]}}], seed=SEED)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
