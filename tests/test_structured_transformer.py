@@ -387,3 +387,29 @@ def test_head_columns_exercise_check_accepts_the_answer_and_rejects_a_wrong_one(
     check_head_columns(lambda head, size: range(head * size, (head + 1) * size))
     with pytest.raises(ExerciseError, match="contiguous block"):
         check_head_columns(lambda head, size: range(head, head + size))
+
+
+# --------------------------------------------------------------------------- vocabulary
+def test_prune_vocabulary_keeps_the_outputs_of_kept_ids_and_maps_the_rest_to_unk(tmp_path):
+    from nlpprune_lessons.structured.transformer import prune_vocabulary, vocabulary_map
+
+    model, b = tiny_bert(), batch()
+    ids = b["input_ids"]
+    keep = sorted(set(ids.flatten().tolist()) - {int(ids[0, 1])})  # one id of the first row goes
+    slim = prune_vocabulary(model, keep, unk_id=5)
+    assert slim.config.vocab_size == len(set(keep) | {0, 5}) and vocabulary_map(model) is None
+    mapping = vocabulary_map(slim)
+    assert mapping[5] == slim.config.nlpprune_unk_id and mapping[0] == slim.config.pad_token_id == 0
+    expected_ids = torch.where(torch.isin(ids, torch.tensor(keep + [0])), ids, torch.tensor(5))
+    with torch.no_grad():
+        ref = model(input_ids=expected_ids, attention_mask=b["attention_mask"]).logits
+        out = slim(input_ids=mapping[ids], attention_mask=b["attention_mask"]).logits
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    loaded = load_slim(save_slim(slim, tmp_path / "v.safetensors"))
+    assert torch.equal(vocabulary_map(loaded), mapping)
+    torch.testing.assert_close(loaded(input_ids=mapping[ids], attention_mask=b["attention_mask"]).logits, out,
+                               atol=0, rtol=0)
+    with pytest.raises(ValueError, match="already pruned"):
+        prune_vocabulary(slim, keep, unk_id=5)
+    with pytest.raises(ValueError, match="token id 60 is out of range"):
+        prune_vocabulary(model, [1, 60], unk_id=5)

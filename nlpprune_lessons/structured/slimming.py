@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from .. import config
 from ..bench import compare_latency, release_memory
@@ -27,7 +28,9 @@ from .transformer import (
     lowest,
     prune_ffn_neurons,
     prune_heads,
+    prune_vocabulary,
     save_slim,
+    vocabulary_map,
 )
 
 SLIM_KINDS = ("heads", "ffn", "layers")
@@ -169,6 +172,25 @@ def slim_with_recovery(
         models[name], current = slim, slim
         release_memory()
     return records, models
+
+
+def vocabulary_pruned(model: nn.Module, data, seed: int = 0) -> tuple[nn.Module, dict[str, DataLoader]]:
+    """``model`` with its word embeddings cut to the WordPiece ids that occur in the training reviews
+    of ``data`` (an :class:`~nlpprune_lessons.encoder_recipes.EncoderData`) plus the special tokens
+    (:func:`~nlpprune_lessons.structured.transformer.prune_vocabulary`), and loaders of every split
+    with the ids translated (an id never seen in training becomes ``[UNK]``)."""
+    from ..encoder_recipes import ENCODER_RECIPE
+    from ..models.transformers import encoder_loader
+
+    tokenizer = data.tokenizer
+    keep = {i for row in data.ids["train"] for i in row} | set(tokenizer.all_special_ids)
+    slim = prune_vocabulary(model, keep, tokenizer.unk_token_id)
+    mapping = vocabulary_map(slim).tolist()
+    loaders = {split: encoder_loader([[mapping[i] for i in row] for row in ids], data.labels[split],
+                                     pad_id=slim.config.pad_token_id, shuffle=split == "train", seed=seed,
+                                     batch_size=ENCODER_RECIPE["batch_size" if split == "train" else "eval_batch_size"])
+               for split, ids in data.ids.items()}
+    return slim, loaders
 
 
 def latency_table(models: Mapping[str, nn.Module], *, batch_sizes: Sequence[int] = (1, 32),

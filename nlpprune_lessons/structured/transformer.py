@@ -333,6 +333,54 @@ def drop_layers(model: nn.Module, layers: Iterable[int]) -> nn.Module:
     return slim
 
 
+VOCABULARY_KEY = "nlpprune_kept_token_ids"  # config attribute: the original ids of the kept embedding rows
+
+
+def prune_vocabulary(model: nn.Module, keep_ids: Iterable[int], unk_id: int) -> nn.Module:
+    """A copy of ``model`` whose word-embedding table keeps only the rows of ``keep_ids`` (plus
+    ``unk_id`` and the padding id), in ascending id order. Input ids must then be translated with
+    :func:`vocabulary_map`; a removed id becomes ``unk_id``. The kept ids are recorded in the config
+    (``nlpprune_kept_token_ids``), so :func:`save_slim`/:func:`load_slim` carry them. Pruning the
+    vocabulary of an already pruned one is refused (its ids are no longer the tokenizer's)."""
+    _check_model(model)
+    if getattr(model.config, VOCABULARY_KEY, None) is not None:
+        raise ValueError("model's vocabulary is already pruned; prune the original model's instead")
+    vocab = model.config.vocab_size
+    unk_id = as_index(unk_id, vocab, "unk_id")
+    if isinstance(keep_ids, (str, bytes)) or not isinstance(keep_ids, Iterable):
+        raise ValueError(f"keep_ids must be a sequence of token ids, got {keep_ids!r}")
+    special = {unk_id} | ({model.config.pad_token_id} if model.config.pad_token_id is not None else set())
+    keep = sorted({as_index(i, vocab, "token id") for i in keep_ids} | special)
+    slim = copy.deepcopy(model)
+    base = slim if type(slim).__name__ == "BertModel" else slim.bert
+    old = base.embeddings.word_embeddings
+    index = torch.tensor(keep, device=old.weight.device)
+    position = {old_id: new_id for new_id, old_id in enumerate(keep)}
+    table = nn.Embedding(len(keep), old.embedding_dim, padding_idx=None if old.padding_idx is None
+                         else position[old.padding_idx], device="meta")
+    table.weight = nn.Parameter(old.weight.detach()[index].clone(), requires_grad=old.weight.requires_grad)
+    base.embeddings.word_embeddings = table
+    slim.config.vocab_size = len(keep)
+    if slim.config.pad_token_id is not None:
+        slim.config.pad_token_id = position[slim.config.pad_token_id]
+    setattr(slim.config, VOCABULARY_KEY, keep)
+    setattr(slim.config, "nlpprune_unk_id", position[unk_id])
+    setattr(slim.config, "nlpprune_original_vocab_size", vocab)
+    return slim
+
+
+def vocabulary_map(model: nn.Module) -> torch.Tensor | None:
+    """For a model from :func:`prune_vocabulary`: a LongTensor ``[original vocab]`` giving each
+    tokenizer id its row in the pruned table (removed ids -> the unknown token); ``None`` otherwise.
+    Translate inputs with ``vocabulary_map(model)[input_ids]``."""
+    keep = getattr(model.config, VOCABULARY_KEY, None)
+    if keep is None:
+        return None
+    mapping = torch.full((model.config.nlpprune_original_vocab_size,), model.config.nlpprune_unk_id, dtype=torch.long)
+    mapping[torch.tensor(keep)] = torch.arange(len(keep))
+    return mapping
+
+
 # --------------------------------------------------------------------------- size and cost
 def encoder_flops(model: nn.Module, seq_len: int) -> int:
     """Floating-point operations (2 per multiply-add) of the encoder layers for one sequence of
