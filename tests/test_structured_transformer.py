@@ -189,11 +189,13 @@ def test_head_importance_equals_a_finite_difference_estimate():
 
 
 def test_head_importance_of_a_pruned_model_pads_with_nan_and_normalizes():
-    model = prune_heads(tiny_bert(), {1: [0, 1]})
+    model = prune_heads(tiny_bert(), {1: [0, 1]}).train()
     scores = head_importance(model, toy_loader(), normalize=True)
     assert scores.shape == (3, 4) and scores[1, 2:].isnan().all() and not scores[0].isnan().any()
     torch.testing.assert_close(scores[0].norm(), torch.tensor(1.0))
-    assert model.training is False
+    assert model.training  # the scores are taken in eval mode, then the mode comes back
+    with torch.no_grad():  # gates need gradients even when the caller turned them off
+        torch.testing.assert_close(head_importance(model, toy_loader(), normalize=True), scores, equal_nan=True)
 
 
 def test_ffn_taylor_score_is_the_gradient_of_a_neuron_gate():
@@ -233,7 +235,9 @@ def _additive(b):
 
 def test_layer_importance_is_the_loss_rise_when_dropping_each_layer():
     model, loader = tiny_bert(), toy_loader(n=8)
-    scores = layer_importance(model, loader)
+    scores = layer_importance(model.train(), loader)
+    assert model.training
+    model.eval()
     b = next(iter(loader))
     base = classification_loss(model, b).item()
     for i in range(3):
@@ -250,6 +254,8 @@ def test_lowest_takes_the_smallest_scores_and_keeps_one_per_layer():
         lowest(scores, 4)
     with pytest.raises(ValueError, match="count"):
         lowest(scores, -1)
+    with pytest.raises(ValueError, match="NaN before a real score"):
+        lowest(torch.tensor([[0.5, float("nan"), 0.2]]), 1)
 
 
 def test_encoder_flops_by_hand_and_after_pruning():
@@ -345,8 +351,13 @@ def test_frozen_embeddings_freezes_then_restores_each_table():
     assert not model.bert.embeddings.token_type_embeddings.weight.requires_grad
 
 
-def test_slim_with_recovery_runs_the_plan_and_recovers_with_hidden_distillation():
+def test_slim_with_recovery_runs_the_plan_and_recovers_with_hidden_distillation(monkeypatch):
+    from nlpprune_lessons.structured import slimming
     from nlpprune_lessons.structured.slimming import latency_table, slim_with_recovery, speed_accuracy
+
+    maps, recover = [], slimming.recover
+    monkeypatch.setattr(slimming, "recover", lambda *a, **k: maps.append(k["hidden_map"]) or recover(*a, **k))
+    monkeypatch.setattr(slimming, "layer_importance", lambda model, data: torch.tensor([0.3, 0.1, 0.2]))
 
     dense = tiny_bert(layers=3)
     loaders = {"train": toy_loader(n=32, seed=1), "validation": toy_loader(n=16, seed=2),
@@ -355,6 +366,8 @@ def test_slim_with_recovery_runs_the_plan_and_recovers_with_hidden_distillation(
     records, models = slim_with_recovery(dense, loaders, [("heads", 0.5), ("ffn", 0.25), ("layers", 1)], lr=1e-3,
                                          hidden_distill=True, score_batches=2, progress=False)
     assert [r["stage"] for r in records] == ["dense", "heads", "heads + ffn", "heads + ffn + layers"]
+    assert maps == [{1: 1, 2: 2, 3: 3}] * 2 + [{1: 1, 2: 3}]  # layer 1 dropped: student layer 2 learns from teacher 3
+    assert records[-1]["removed"] == [1]
     final = models["heads + ffn + layers"]
     assert len(layer_shapes(final)) == 2 and sum(s["heads"] for s in layer_shapes(final)) <= 4
     assert [r["heads"] for r in records] == [12, 6, 6, records[-1]["heads"]]

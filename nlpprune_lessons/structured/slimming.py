@@ -91,11 +91,13 @@ def recover(student: nn.Module, teacher: nn.Module | None, loaders: Mapping[str,
     see :func:`~nlpprune_lessons.train.hidden_state_loss`). Returns the training history."""
     config.set_seed(seed)
     with frozen_embeddings(student):
-        return train_classifier(
+        history = train_classifier(
             student.train(), loaders["train"], loaders["validation"], epochs=epochs, lr=lr, schedule="linear",
             warmup_ratio=RECOVERY["warmup_ratio"], weight_decay=0.01, teacher=teacher,
             kd_temperature=RECOVERY["kd_temperature"], kd_weight=RECOVERY["kd_weight"], kd_hidden_map=hidden_map,
             kd_hidden_weight=RECOVERY["hidden_weight"], restore_best=False, progress=progress)
+    student.zero_grad(set_to_none=True)  # the last step's gradients would stay with the model
+    return history
 
 
 def _score_batches(loader, count: int) -> list[dict]:
@@ -130,7 +132,8 @@ def slim_with_recovery(
     layer it came from), evaluate again ("after").
 
     Returns one record per stage (``dense`` first: accuracies, parameters, heads, FFN neurons, layers,
-    encoder FLOPs at 64 tokens, file MB, seconds) and the model after each stage, by stage name.
+    encoder FLOPs at 64 tokens, file MB, seconds) and the model after each stage, by stage name
+    (``"dense"`` is ``dense`` itself, which ends in eval mode on the training device).
     """
     from tqdm.auto import tqdm
 
@@ -201,8 +204,7 @@ def latency_table(models: Mapping[str, nn.Module], *, batch_sizes: Sequence[int]
     padding, and each model's speedup over the first one. The thread count is a column."""
     if not models:
         raise ValueError("models must name at least one model")
-    first = next(iter(models.values()))
-    vocab_size = vocab_size or first.config.vocab_size
+    vocab_size = vocab_size or min(m.config.vocab_size for m in models.values())
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for batch in batch_sizes:

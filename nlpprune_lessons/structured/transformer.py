@@ -130,7 +130,7 @@ def _gate_gradients(model: nn.Module, data, loss_fn: LossFn | None, gates_cm, on
     model.eval()
     totals, batches = None, 0
     try:
-        with gates_cm as handles:
+        with torch.enable_grad(), gates_cm as handles:
             gates = handles[0] if isinstance(handles, tuple) else handles
             for batch in data:
                 batch = _to(batch, device)
@@ -213,12 +213,19 @@ def layer_importance(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn | 
     loss_fn = loss_fn or classification_loss
     batches = list(data)
 
+    if not batches:
+        raise ValueError("data yielded no batches")
+
     def mean_loss(m: nn.Module) -> float:
         device = next(m.parameters()).device
         m.eval()
         return sum(loss_fn(m, _to(b, device)).item() for b in batches) / len(batches)
 
-    base = mean_loss(model)
+    was_training = model.training
+    try:
+        base = mean_loss(model)
+    finally:
+        model.train(was_training)
     return torch.tensor([mean_loss(drop_layers(model, [i])) - base for i in range(len(_encoder_layers(model)))])
 
 
@@ -232,7 +239,11 @@ def lowest(scores: torch.Tensor | list[torch.Tensor], count: int, *, keep_per_la
         raise ValueError(f"count must be an int >= 0, got {count!r}")
     if isinstance(keep_per_layer, bool) or not isinstance(keep_per_layer, int) or keep_per_layer < 1:
         raise ValueError(f"keep_per_layer must be an int >= 1, got {keep_per_layer!r}")
-    sizes = [int((~r.isnan()).sum()) for r in rows]
+    valid = [(~r.isnan()).nonzero().flatten().tolist() for r in rows]
+    for layer, (r, indices) in enumerate(zip(rows, valid)):
+        if indices != list(range(len(indices))):
+            raise ValueError(f"layer {layer}'s scores hold NaN before a real score (NaN may only pad the end): {r.tolist()}")
+    sizes = [len(indices) for indices in valid]
     removable = sum(max(0, n - keep_per_layer) for n in sizes)
     if count > removable:
         raise ValueError(f"cannot remove {count}: keeping {keep_per_layer} per layer leaves only {removable} removable")
