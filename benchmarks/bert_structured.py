@@ -8,7 +8,7 @@ results/bert_structured.json and prints the tables and the issue's targets:
 - >= 2.5x measured speedup at batch 32, sequence 64, with <= 1.5 accuracy points lost after recovery;
 - slim model file <= 50% of the dense file.
 
-    python benchmarks/bert_structured.py                       # default set (about 45 minutes on 2 cores)
+    python benchmarks/bert_structured.py                       # default set (about 60 minutes on 2 cores, alone)
     python benchmarks/bert_structured.py --plan heads=0.75 ffn=0.5 layers=3 --lrs 3e-4 --variants
     python benchmarks/bert_structured.py --remeasure       # re-time the last run's stages alone
 
