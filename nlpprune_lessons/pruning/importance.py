@@ -27,6 +27,18 @@ def random_scores(params: Sequence[Param], generator: torch.Generator) -> list[t
     ]
 
 
+def wanda_scores(weight: torch.Tensor, input_sq_sum: torch.Tensor) -> torch.Tensor:
+    """Wanda importance (Sun et al., 2023) of a Linear weight (outputs x inputs): ``|W_ij| * ||X_j||_2``,
+    where ``input_sq_sum[j]`` is the sum over calibration tokens of the squared input feature ``j``.
+    A small weight on a feature that is often large can matter more than a large weight on a quiet one."""
+    if weight.ndim != 2 or input_sq_sum.shape != weight.shape[1:]:
+        raise ValueError(f"need a 2-D weight and one squared-norm per input feature, got {tuple(weight.shape)} "
+                         f"and {tuple(input_sq_sum.shape)}")
+    if bool((input_sq_sum < 0).any()):
+        raise ValueError("input_sq_sum holds sums of squares: it cannot be negative")
+    return weight.detach().abs() * input_sq_sum.to(weight.dtype).sqrt().unsqueeze(0)
+
+
 def _to_device(batch: Batch, device: torch.device) -> Batch:
     # lengths stay on the CPU: pack_padded_sequence requires it.
     return {k: (v if k == "lengths" else v.to(device)) for k, v in batch.items()}

@@ -46,6 +46,33 @@ def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     return keep.view_as(scores).to(scores.dtype)
 
 
+def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Float mask of a 2-D ``scores`` keeping the ``cols - round(sparsity * cols)`` highest scores of
+    every row: each output unit loses the same share of its inputs (Wanda's comparison group)."""
+    check_fraction(sparsity, "sparsity")
+    if scores.ndim != 2:
+        raise ValueError(f"row_mask needs a 2-D score matrix (outputs x inputs), got shape {tuple(scores.shape)}")
+    keep = scores.shape[1] - round(sparsity * scores.shape[1])
+    mask = torch.zeros_like(scores)
+    return mask.scatter_(1, scores.detach().topk(keep, dim=1).indices, 1.0)
+
+
+def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
+    """Float mask keeping the ``n`` highest of every ``m`` consecutive scores along the last dimension
+    (N:M semi-structured sparsity; 2:4 is the pattern NVIDIA's sparse tensor cores run). For a
+    Linear weight (outputs x inputs) the groups are consecutive *input* weights of one output row."""
+    for value, name in ((n, "n"), (m, "m")):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not 0 < n <= m:
+        raise ValueError(f"need 0 < n <= m (keep n of every m weights), got n={n}, m={m}")
+    if scores.ndim == 0 or scores.shape[-1] % m:
+        raise ValueError(f"the last dimension ({tuple(scores.shape)[-1:] or 'none'}) must be a multiple of m={m}")
+    groups = scores.detach().reshape(-1, m)
+    mask = torch.zeros_like(groups).scatter_(1, groups.topk(n, dim=1).indices, 1.0)
+    return mask.view_as(scores)
+
+
 def _bottom_k_mask(scores: torch.Tensor, amount: float, what: str) -> torch.Tensor:
     """Mask (1 keep, 0 prune) zeroing the ``round(amount * n)`` lowest of the flat ``scores``."""
     k = round(amount * scores.numel())

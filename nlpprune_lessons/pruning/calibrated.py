@@ -1,0 +1,223 @@
+"""One-shot pruning of a causal LM's decoder with calibration activations (lesson 09).
+
+Magnitude and Wanda (Sun et al., 2023) masks, per output row or N:M, applied block by block as the
+Wanda and SparseGPT code do: calibration sequences run through the decoder one block at a time; a
+block's Linear layers are scored on that block's inputs, pruned, and the block is run again so the
+next block sees what the *pruned* block produces. An optional SparseGPT-style weight update
+(Frantar & Alistarh, 2023) then moves the kept weights of each row to make up for the pruned ones.
+
+Zeros are written into the weights instead of attaching ``torch.nn.utils.prune`` masks: a mask keeps
+an ``_orig`` copy, the mask and their product of every matrix, three times SmolLM2's 0.4 GB of
+decoder weights, beyond Binder's 2 GB. One-shot pruning never trains, so nothing needs the mask
+afterwards; the zeros are found again with ``weight == 0`` (:func:`~.report.sparsity_report`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .importance import wanda_scores
+from .masks import check_fraction, nm_mask, row_mask
+from .params import default_params, transformer_blocks
+from .report import SparsityReport, sparsity_report
+
+PRUNE_METHODS = ("magnitude", "wanda")
+
+
+def parse_sparsity(sparsity: float | str) -> tuple[float, tuple[int, int] | None]:
+    """``0.5`` -> ``(0.5, None)`` (unstructured, per row); ``"2:4"`` -> ``(0.5, (2, 4))`` (keep 2 of every 4)."""
+    if isinstance(sparsity, str):
+        found = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", sparsity)
+        if not found or not 0 < int(found[1]) <= int(found[2]):
+            raise ValueError(f"an N:M pattern is written 'n:m' with 0 < n <= m (keep n of every m), got {sparsity!r}")
+        n, m = int(found[1]), int(found[2])
+        return 1 - n / m, (n, m)
+    return check_fraction(sparsity, "sparsity", "a fraction of zeros, or an N:M pattern like '2:4'"), None
+
+
+def layer_mask(scores: torch.Tensor, sparsity: float | str) -> torch.Tensor:
+    """Mask of one weight from its scores: per-row top scores, or the N:M pattern of ``"n:m"``."""
+    fraction, pattern = parse_sparsity(sparsity)
+    return row_mask(scores, fraction) if pattern is None else nm_mask(scores, *pattern)
+
+
+class InputStats:
+    """Forward hook on a Linear: per input feature, the sum over tokens of its square (Wanda's
+    ``||X_j||^2``), and with ``hessian=True`` also ``X^T X`` (SparseGPT's Hessian, up to a factor)."""
+
+    def __init__(self, linear: nn.Linear, hessian: bool = False):
+        self.tokens = 0
+        self.sq_sum = torch.zeros(linear.in_features, dtype=torch.float64, device=linear.weight.device)
+        self.hessian = (torch.zeros(linear.in_features, linear.in_features, dtype=torch.float64,
+                                    device=linear.weight.device) if hessian else None)
+        self._handle = linear.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).to(torch.float64)
+        self.tokens += x.shape[0]
+        self.sq_sum += x.square().sum(0)
+        if self.hessian is not None:
+            self.hessian += x.T @ x
+
+    def remove(self) -> None:
+        """Detach the hook (the statistics stay)."""
+        self._handle.remove()
+
+
+def sparsegpt_update(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor, damp: float = 0.01,
+                     block_size: int = 128) -> torch.Tensor:
+    """Pruned ``weight`` whose kept entries absorb the pruned ones' contribution (SparseGPT, with a given mask).
+
+    Minimises ``||X W^T - X W'^T||`` column by column: when the pruned entries of column ``j`` are
+    zeroed, their error is spread over the not yet processed columns through the inverse Hessian
+    ``H^-1`` (``H = X^T X``, dampened by ``damp`` times its mean diagonal), the Optimal Brain Surgeon
+    update. Columns are handled in blocks of ``block_size`` with lazy updates, as in the SparseGPT
+    code. Returns a new tensor with exact zeros where ``mask`` is 0; ``weight`` is not changed.
+    """
+    if weight.ndim != 2 or mask.shape != weight.shape or hessian.shape != (weight.shape[1],) * 2:
+        raise ValueError(f"need weight (out x in), a mask of its shape and an (in x in) Hessian, got "
+                         f"{tuple(weight.shape)}, {tuple(mask.shape)}, {tuple(hessian.shape)}")
+    if isinstance(damp, bool) or not isinstance(damp, (int, float)) or damp <= 0:
+        raise ValueError(f"damp must be a positive number (share of the mean diagonal added to H), got {damp!r}")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    w = weight.detach().to(torch.float64).clone()
+    h = hessian.detach().to(torch.float64).clone()
+    dead = h.diagonal() == 0  # features never seen in calibration: no information, no update through them
+    h[dead, dead] = 1.0
+    h.diagonal().add_(damp * h.diagonal().mean())
+    h_inv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    pruned = mask.to(w.device) == 0
+    columns = w.shape[1]
+    for start in range(0, columns, block_size):
+        stop = min(start + block_size, columns)
+        block, errors, h_block = w[:, start:stop].clone(), torch.zeros_like(w[:, start:stop]), h_inv[start:stop, start:stop]
+        for i in range(stop - start):
+            column = block[:, i]
+            error = column.masked_fill(~pruned[:, start + i], 0.0) / h_block[i, i]  # only pruned entries err
+            block[:, i:] -= error.unsqueeze(1) * h_block[i, i:].unsqueeze(0)
+            errors[:, i] = error
+        w[:, start:stop] = block
+        w[:, stop:] -= errors @ h_inv[start:stop, stop:]
+    return w.masked_fill(pruned, 0.0).to(weight.dtype)
+
+
+class _Captured(Exception):
+    """Raised by the hook that records the first block's inputs, to skip the rest of the forward."""
+
+
+def _first_block_inputs(model: nn.Module, first: nn.Module, calibration: torch.Tensor,
+                        batch_size: int) -> list[tuple[list, dict]]:
+    """The positional and keyword arguments the first block receives, one entry per calibration batch
+    (hidden states plus rotary embeddings, masks, positions: everything the blocks share)."""
+    captured = []
+
+    def hook(module, args, kwargs):
+        captured.append((list(args), dict(kwargs)))
+        raise _Captured
+
+    handle = first.register_forward_pre_hook(hook, with_kwargs=True)
+    device = next(model.parameters()).device
+    try:
+        for batch in calibration.split(batch_size):
+            try:
+                model(input_ids=batch.to(device), use_cache=False)
+            except _Captured:
+                pass
+    finally:
+        handle.remove()
+    return captured
+
+
+def _run_block(block: nn.Module, inputs: list[tuple[list, dict]]) -> list[torch.Tensor]:
+    outputs = []
+    for args, kwargs in inputs:
+        out = block(*args, **kwargs)
+        outputs.append(out[0] if isinstance(out, tuple) else out)  # transformers v4 blocks return tuples
+    return outputs
+
+
+def _with_hidden(inputs: list[tuple[list, dict]], hidden: list[torch.Tensor]) -> list[tuple[list, dict]]:
+    if inputs and inputs[0][0]:
+        return [([h, *args[1:]], kwargs) for (args, kwargs), h in zip(inputs, hidden)]
+    return [(args, {**kwargs, "hidden_states": h}) for (args, kwargs), h in zip(inputs, hidden)]
+
+
+def check_calibration(calibration: torch.Tensor) -> torch.Tensor:
+    """Raise unless ``calibration`` is a 2-D integer tensor of token ids (sequences x tokens)."""
+    if not isinstance(calibration, torch.Tensor) or calibration.ndim != 2 or calibration.is_floating_point() \
+            or calibration.numel() == 0:
+        raise ValueError("calibration must be a non-empty 2-D integer tensor of token ids (sequences x tokens)")
+    return calibration
+
+
+@torch.no_grad()
+def prune_causal_lm(
+    model: nn.Module,
+    sparsity: float | str,
+    method: str = "wanda",
+    calibration: torch.Tensor | None = None,
+    *,
+    update: bool = False,
+    damp: float = 0.01,
+    batch_size: int = 8,
+    progress: Callable | None = None,
+) -> SparsityReport:
+    """Prune every Linear inside the decoder blocks of ``model`` in place; return its sparsity report.
+
+    - ``sparsity``: fraction of zeros in *every output row* (e.g. ``0.5``), or an N:M pattern
+      (``"2:4"``: keep the 2 highest-scoring of every 4 consecutive input weights).
+    - ``method``: ``"magnitude"`` (score ``|W|``) or ``"wanda"`` (``|W| * ||X||``, from ``calibration``).
+    - ``calibration``: token ids, sequences x tokens; needed by Wanda and by ``update``.
+    - ``update``: after masking, a SparseGPT-style update of the kept weights (:func:`sparsegpt_update`).
+    - ``progress``: e.g. ``tqdm``, wrapped around the loop over blocks.
+
+    The embeddings and the LM head stay dense (see :func:`~.params.default_params`). With calibration
+    data the blocks are handled one after the other, each scored on the outputs of the pruned blocks
+    before it, as in the Wanda code.
+    """
+    parse_sparsity(sparsity)
+    if method not in PRUNE_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(PRUNE_METHODS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    blocks = transformer_blocks(model)
+    if blocks is None:
+        raise ValueError(f"{type(model).__name__} is not a transformers model with a stack of decoder blocks")
+    prunable = {id(module) for module, _ in default_params(model)}
+    wrap = progress or (lambda items, **_: items)
+    needs_data = method == "wanda" or update
+    if needs_data:
+        if calibration is None:
+            raise ValueError(f"method {method!r}{' with update' if update else ''} needs calibration token ids")
+        check_calibration(calibration)
+    elif calibration is not None:
+        raise ValueError("magnitude pruning without update uses no calibration data: pass calibration=None")
+    was_training = model.training
+    model.eval()
+    try:
+        inputs = _first_block_inputs(model, blocks[0], calibration, batch_size) if needs_data else []
+        for block in wrap(blocks, desc=f"{method} {sparsity}", unit="block"):
+            linears = [m for m in block.modules() if isinstance(m, nn.Linear) and id(m) in prunable]
+            stats = [InputStats(m, hessian=update) for m in linears] if needs_data else []
+            try:
+                _run_block(block, inputs)
+            finally:
+                for s in stats:
+                    s.remove()
+            for index, linear in enumerate(linears):
+                weight = linear.weight
+                scores = wanda_scores(weight, stats[index].sq_sum) if method == "wanda" else weight.abs()
+                mask = layer_mask(scores, sparsity)
+                pruned = (sparsegpt_update(weight, mask, stats[index].hessian, damp=damp) if update
+                          else weight * mask)
+                weight.copy_(pruned)
+            if needs_data:
+                inputs = _with_hidden(inputs, _run_block(block, inputs))
+    finally:
+        model.train(was_training)
+    return sparsity_report(model)
