@@ -8,37 +8,19 @@ import importlib.util
 import pytest
 import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from nlpprune_lessons.assets import MissingAssetError
-from nlpprune_lessons.models.transformers import encode_for_encoder, encoder_loader, load_encoder_classifier
+from nlpprune_lessons.models.transformers import encode_for_encoder, load_encoder_classifier
 from nlpprune_lessons.pruning import default_params, param_name, prune, sparsity_report
 from nlpprune_lessons.pruning.finetune import evaluate_sparse, sparse_fine_tune
 from nlpprune_lessons.pruning import MovementPruner, topk_mask
 from nlpprune_lessons.pruning.report import block_sparsity
 from nlpprune_lessons.train import classifier_logits, linear_warmup_decay, train_classifier
+from tiny_models import tiny_bert, toy_loader
 
 ENCODER_MATRICES = {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
                     "intermediate.dense", "output.dense"}
-
-
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=32, num_labels=2,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return BertForSequenceClassification(config)
-
-
-def toy_loader(n: int = 48, seed: int = 1, batch_size: int = 8, shuffle: bool = True):
-    """Label = whether token 7 occurs; lengths 3..12; [CLS]=1 first, [SEP]=2 last, pad 0."""
-    g = torch.Generator().manual_seed(seed)
-    ids, labels = [], []
-    for _ in range(n):
-        body = torch.randint(3, 60, (int(torch.randint(1, 11, (1,), generator=g)),), generator=g).tolist()
-        ids.append([1, *body, 2])
-        labels.append(int(7 in body))
-    return encoder_loader(ids, labels, pad_id=0, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
 # ------------------------------------------------------------------ loading and batches

@@ -8,7 +8,6 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-from nlpprune_lessons.models.transformers import encoder_loader
 from nlpprune_lessons.structured.transformer import (
     drop_layers,
     encoder_flops,
@@ -25,27 +24,19 @@ from nlpprune_lessons.structured.transformer import (
     slim_summary,
 )
 from nlpprune_lessons.train import classification_loss
+from tiny_models import tiny_bert as shared_tiny_bert
+from tiny_models import toy_loader as shared_toy_loader
 
 ATTENTION = ["sdpa", "eager"]
 
 
 def tiny_bert(attn: str = "sdpa", seed: int = 0, layers: int = 3) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=24, max_position_embeddings=32, num_labels=2,
-                        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, attn_implementation=attn)
-    return BertForSequenceClassification(config).eval()
+    """Three layers, FFN 24 wide, dropout 0.1 (so eval mode matters), in eval mode."""
+    return shared_tiny_bert(attn, seed, layers, intermediate_size=24, dropout=0.1).eval()
 
 
 def toy_loader(n: int = 24, seed: int = 1, batch_size: int = 8):
-    """Label = whether token 7 occurs; lengths 3..12 (padding inside batches); pad 0."""
-    g = torch.Generator().manual_seed(seed)
-    ids, labels = [], []
-    for _ in range(n):
-        body = torch.randint(3, 60, (int(torch.randint(1, 11, (1,), generator=g)),), generator=g).tolist()
-        ids.append([1, *body, 2])
-        labels.append(int(7 in body))
-    return encoder_loader(ids, labels, pad_id=0, batch_size=batch_size, shuffle=False, seed=seed)
+    return shared_toy_loader(n, seed, batch_size, shuffle=False)
 
 
 def batch():

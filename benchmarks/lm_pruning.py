@@ -1,0 +1,131 @@
+"""Lesson 09 at full size: SmolLM2-135M pruned one-shot by magnitude and Wanda, unstructured and 2:4,
+measured by perplexity on held-out Gutenberg text (Chesterton; calibration uses other authors).
+
+Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
+results/lm_pruning.json and prints the table and the issue's targets:
+
+- at 50%: Wanda's perplexity at least 3x lower than magnitude's and at most 2x the dense one;
+- at 2:4: Wanda below magnitude;
+- after recovery (Wanda 50% + SparseGPT-style weight update): at most 1.4x the dense perplexity.
+
+    python benchmarks/lm_pruning.py                                  # default set (about 30 minutes on 2 cores)
+    python benchmarks/lm_pruning.py --sparsities 0.5 2:4 --calibration-sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import pandas as pd
+import torch
+
+from nlpprune_lessons import lm_recipes
+from nlpprune_lessons.models.transformers import load_causal_lm
+from nlpprune_lessons.pruning import parse_sparsity
+from nlpprune_lessons.results import save_results
+
+SEED = 0
+TARGET_WANDA_VS_MAGNITUDE, TARGET_WANDA_VS_DENSE, TARGET_RECOVERED = 3.0, 2.0, 1.4
+
+
+def sparsity_arg(text: str) -> float | str:
+    """``0.5`` -> 0.5, ``2:4`` -> "2:4" (checked)."""
+    value = text if ":" in text else float(text)
+    try:
+        parse_sparsity(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return value
+
+
+def parse_args(settings: dict) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sparsities", nargs="+", type=sparsity_arg, default=list(settings["sparsities"]),
+                        help="fractions per row (0.5) or N:M patterns (2:4)")
+    parser.add_argument("--calibration-sizes", nargs="*", type=int, default=list(settings["calibration_sizes"]),
+                        help="calibration sequences for the Wanda 50%% study (none: skip it)")
+    return parser.parse_args()
+
+
+def main() -> int:
+    settings = lm_recipes.lm_settings()
+    args = parse_args(settings)
+    start = time.perf_counter()
+    model, tokenizer = load_causal_lm()
+    text = lm_recipes.heldout_text(tokenizer, settings["eval_tokens"])
+    sequences = max([settings["calibration_sequences"], *args.calibration_sizes])
+    calibration = lm_recipes.calibration_ids(tokenizer, sequences, settings["calibration_length"], seed=SEED)
+    main_set = calibration[: settings["calibration_sequences"]]
+    dense = {"experiment": "dense", "method": "dense", "sparsity": "0", "target_sparsity": 0.0,
+             **lm_recipes.measure(model, tokenizer, text, settings)}
+    del model
+    print(f"dense SmolLM2: perplexity {dense['perplexity']:.2f} on {settings['eval_tokens']} tokens of "
+          f"{lm_recipes.EVAL_BOOK}", flush=True)
+    records = [dense]
+
+    def run(experiment: str, method: str, sparsity, data, update: bool = False) -> dict:
+        record = {"experiment": experiment, **lm_recipes.pruned_run(method, sparsity, data, text, settings,
+                                                                    update=update)}
+        record["ratio_to_dense"] = record["perplexity"] / dense["perplexity"]
+        records.append(record)
+        print(f"{experiment:>16} {record['method']:>18} {record['sparsity']:>4}: perplexity "
+              f"{record['perplexity']:9.2f} ({record['ratio_to_dense']:.2f}x dense; pruning "
+              f"{record['prune_seconds']:.0f} s)", flush=True)
+        return record
+
+    for sparsity in args.sparsities:
+        run("sweep", "magnitude", sparsity, None)
+        run("sweep", "wanda", sparsity, main_set)
+    for method, data in (("wanda", main_set), ("magnitude", main_set)):
+        run("recovery", method, 0.5, data, update=True)
+    run("recovery", "wanda", "2:4", main_set, update=True)
+    for size in args.calibration_sizes:
+        if size != settings["calibration_sequences"]:
+            run("calibration size", "wanda", 0.5, calibration[:size])
+    latency = lm_recipes.masked_latency()
+    records.append({"experiment": "latency", **latency})
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds = time.perf_counter() - start
+    records.append({"experiment": "benchmark", "benchmark_seconds": seconds, "peak_rss_MB": peak_mb,
+                    "eval_tokens": settings["eval_tokens"], "calibration_length": settings["calibration_length"]})
+
+    table = pd.DataFrame([r for r in records if "perplexity" in r])
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(table[["experiment", "method", "sparsity", "calibration_sequences", "perplexity", "ratio_to_dense",
+                     "prunable_sparsity", "overall_sparsity", "prune_seconds"]].round(3).to_string(index=False))
+        print("\ncontinuations of", repr(lm_recipes.PROMPT))
+        print(table[["method", "sparsity", "continuation"]].to_string(index=False))
+    print(f"\nlatency, batch 1 x {latency['tokens']} tokens, {latency['threads']} threads: dense "
+          f"{latency['dense_ms']:.0f} ms, 2:4 masked {latency['masked_ms']:.0f} ms; compressed 2:4 on "
+          f"{'CUDA' if torch.cuda.is_available() else 'CPU'}: {latency['semi_structured']}")
+
+    def ppl(experiment, method, sparsity):
+        found = [r["perplexity"] for r in records if r.get("experiment") == experiment
+                 and r.get("method") == method and r.get("sparsity") == str(sparsity)]
+        return found[0] if found else None
+
+    checks = []
+    mag50, wanda50 = ppl("sweep", "magnitude", 0.5), ppl("sweep", "wanda", 0.5)
+    if mag50 and wanda50:
+        checks += [(f"50%: Wanda >= {TARGET_WANDA_VS_MAGNITUDE:g}x below magnitude", mag50 / wanda50,
+                    mag50 / wanda50 >= TARGET_WANDA_VS_MAGNITUDE),
+                   (f"50%: Wanda <= {TARGET_WANDA_VS_DENSE:g}x dense", wanda50 / dense["perplexity"],
+                    wanda50 / dense["perplexity"] <= TARGET_WANDA_VS_DENSE)]
+    mag24, wanda24 = ppl("sweep", "magnitude", "2:4"), ppl("sweep", "wanda", "2:4")
+    if mag24 and wanda24:
+        checks.append(("2:4: magnitude / Wanda > 1", mag24 / wanda24, wanda24 < mag24))
+    recovered = ppl("recovery", "wanda + update", 0.5)
+    checks.append((f"50% after recovery <= {TARGET_RECOVERED:g}x dense", recovered / dense["perplexity"],
+                   recovered / dense["perplexity"] <= TARGET_RECOVERED))
+    print()
+    for label, measured, ok in checks:
+        print(f"{'MET ' if ok else 'MISS'} {label}: measured {measured:.2f}")
+    print(f"\npeak memory {peak_mb:.0f} MB; benchmark time: {seconds / 60:.1f} min")
+    print("wrote", save_results("lm_pruning", records, seed=SEED))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
