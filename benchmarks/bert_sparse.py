@@ -14,12 +14,17 @@ results/bert_sparse.json and prints the table and the issue's targets:
     python benchmarks/bert_sparse.py --methods one-shot --sparsities 0.9 0.95 --lrs 1e-3 --epochs 2
 
 Every method runs without distillation at every sparsity, and with distillation at the ``--kd-at``
-sparsities (default 90% and 95%, where the targets are hardest); a run takes about 3-4 minutes per epoch.
+sparsities (default 90% and 95%, where the targets are hardest); a run takes about 3-7 minutes per epoch.
+
+Each finished run is appended to a journal in the course cache (``bert_sparse-<mode>.jsonl``; the
+90% model measured for storage and latency is saved beside it), and a new start skips the runs the
+journal holds: an interrupted benchmark resumes where it stopped (``--fresh`` ignores the journal).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +34,8 @@ import torch
 
 from nlpprune_lessons import config, encoder_recipes
 from nlpprune_lessons.bench import compare_latency
-from nlpprune_lessons.pruning import load_sparse, save_sparse
-from nlpprune_lessons.pruning.finetune import SPARSE_METHODS, choose_learning_rate, compare_sparse_methods
+from nlpprune_lessons.pruning import default_params, load_sparse, save_sparse
+from nlpprune_lessons.pruning.finetune import SPARSE_METHODS, compare_sparse_methods
 from nlpprune_lessons.results import save_results
 from nlpprune_lessons.train import evaluate_classifier
 
@@ -48,7 +53,33 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kd-at", nargs="*", type=float, default=[0.9, 0.95],
                         help="sparsities that also get a run distilled from the dense teacher (none: no KD runs)")
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per pruning run")
+    parser.add_argument("--fresh", action="store_true", help="ignore (and replace) the journal of finished runs")
     return parser.parse_args()
+
+
+class Journal:
+    """Finished runs, one JSON line each, keyed by everything that decides their result."""
+
+    def __init__(self, path: Path, fresh: bool):
+        self.path = path
+        if fresh:
+            path.unlink(missing_ok=True)
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        self.runs = {entry["key"]: entry["record"] for entry in map(json.loads, lines)}
+
+    def add(self, key: str, record: dict) -> None:
+        self.runs[key] = record
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": key, "record": record}, default=float) + "\n")
+
+
+def masked_again(model: torch.nn.Module) -> torch.nn.Module:
+    """A sparse model reloaded by ``load_sparse`` holds plain zeros: mask them again, as after pruning."""
+    from torch.nn.utils import prune as torch_prune
+
+    for module, name in default_params(model):
+        torch_prune.custom_from_mask(module, name, getattr(module, name) != 0)
+    return model
 
 
 def main() -> int:
@@ -61,34 +92,47 @@ def main() -> int:
     print(f"dense MiniLM: test accuracy {dense_test:.4f} ({len(data.labels['train'])} training reviews, "
           f"{len(meta['history']['step_loss'])} steps); {len(loaders['train'])} steps per pruning epoch", flush=True)
 
+    journal = Journal(config.cache_dir() / f"bert_sparse-{config.mode().lower()}.jsonl", args.fresh)
+    # the model whose storage and latency are measured: a 90% one (saved, so a resumed run still has it)
+    at_90 = [s for s in args.sparsities if s == 0.9] or args.sparsities[-1:]
+    keep = (args.methods[0], at_90[0], at_90[0] in args.kd_at)
+    keep_path = journal.path.with_suffix(".keep.safetensors")
+    kept = {}
+
+    def run(method: str, sparsity: float, lr: float, use_kd: bool) -> dict:
+        """One pruning run, from the journal when it holds it (same settings, same dense model)."""
+        key = json.dumps([method, sparsity, lr, use_kd, args.epochs, round(dense_test, 6)])
+        is_kept = (method, sparsity, use_kd) == keep and lr == lrs.get(method)
+        if key in journal.runs and (not is_kept or keep_path.exists()):
+            if is_kept:
+                kept[keep] = masked_again(load_sparse(keep_path))
+            return journal.runs[key]
+        rows, models = compare_sparse_methods(dense, loaders, [method], [sparsity], {method: lr}, distill=(use_kd,),
+                                              keep=[keep] if is_kept else [], epochs=args.epochs, progress=False)
+        if is_kept:
+            kept.update(models)
+            save_sparse(models[keep], keep_path)
+        journal.add(key, rows[0])
+        print(f"  {method} {sparsity:.0%}{' + KD' if use_kd else ''} lr {lr:g}: validation "
+              f"{rows[0]['validation_accuracy']:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+        return rows[0]
+
     lrs, searched = {}, []
     for method in args.methods:
         if len(args.lrs) == 1:
             lrs[method] = args.lrs[0]
             continue
-        lrs[method], rows = choose_learning_rate(dense, loaders, method, args.select_at, args.lrs, distill=False,
-                                                 epochs=args.epochs)
+        rows = [run(method, args.select_at, lr, False) for lr in args.lrs]
+        lrs[method] = max(rows, key=lambda r: r["validation_accuracy"])["lr"]  # ties: the first candidate
         searched += [{**r, "search": True} for r in rows]
         print(f"{method}: learning rate {lrs[method]:g} chosen on validation at {args.select_at:.0%} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
 
-    # the search's run at the chosen rate is the grid's run at that sparsity without KD: reuse it
-    done = {(r["method"], r["sparsity_target"], r["distill"]): r for r in searched if r["lr"] == lrs[r["method"]]}
-    # the model whose storage and latency are measured: a 90% one, not one of the search's (those are not kept)
-    at_90 = [s for s in args.sparsities if s == 0.9] or args.sparsities[-1:]
-    keep = (args.methods[0], at_90[0], at_90[0] in args.kd_at)
-    records, kept = [], {}
+    records = []
     for method in args.methods:
         for sparsity in args.sparsities:
             for use_kd in (False, True) if sparsity in args.kd_at else (False,):
-                key = (method, sparsity, use_kd)
-                if key in done and key != keep:
-                    records.append({**done[key], "search": False})
-                    continue
-                rows, models = compare_sparse_methods(dense, loaders, [method], [sparsity], lrs, distill=(use_kd,),
-                                                      keep=[keep], epochs=args.epochs, progress=False)
-                records.append({**rows[0], "search": False})
-                kept.update(models)
+                records.append({**run(method, sparsity, lrs[method], use_kd), "search": False})
         print(f"{method} done ({time.perf_counter() - start:.0f} s)", flush=True)
     table = pd.DataFrame(records).sort_values(["sparsity_target", "method", "distill"])
     table["share_of_dense"] = table.test_accuracy / dense_test

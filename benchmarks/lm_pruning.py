@@ -19,7 +19,6 @@ import resource
 import time
 
 import pandas as pd
-import torch
 
 from nlpprune_lessons import lm_recipes
 from nlpprune_lessons.models.transformers import load_causal_lm
@@ -40,11 +39,18 @@ def sparsity_arg(text: str) -> float | str:
     return value
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a calibration size is a positive number of sequences, got {text}")
+    return value
+
+
 def parse_args(settings: dict) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sparsities", nargs="+", type=sparsity_arg, default=list(settings["sparsities"]),
                         help="fractions per row (0.5) or N:M patterns (2:4)")
-    parser.add_argument("--calibration-sizes", nargs="*", type=int, default=list(settings["calibration_sizes"]),
+    parser.add_argument("--calibration-sizes", nargs="*", type=positive_int, default=list(settings["calibration_sizes"]),
                         help="calibration sequences for the Wanda 50%% study (none: skip it)")
     return parser.parse_args()
 
@@ -78,13 +84,14 @@ def main() -> int:
     for sparsity in args.sparsities:
         run("sweep", "magnitude", sparsity, None)
         run("sweep", "wanda", sparsity, main_set)
-    for method, data in (("wanda", main_set), ("magnitude", main_set)):
-        run("recovery", method, 0.5, data, update=True)
-    run("recovery", "wanda", "2:4", main_set, update=True)
+    for method, sparsity in settings["recovery"]:
+        run("recovery", method, sparsity, main_set, update=True)
     for size in args.calibration_sizes:
         if size != settings["calibration_sequences"]:
             run("calibration size", "wanda", 0.5, calibration[:size])
-    latency = lm_recipes.masked_latency()
+    model, _ = load_causal_lm()
+    latency = lm_recipes.masked_latency(model)
+    del model
     records.append({"experiment": "latency", **latency})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     seconds = time.perf_counter() - start
@@ -97,9 +104,9 @@ def main() -> int:
                      "prunable_sparsity", "overall_sparsity", "prune_seconds"]].round(3).to_string(index=False))
         print("\ncontinuations of", repr(lm_recipes.PROMPT))
         print(table[["method", "sparsity", "continuation"]].to_string(index=False))
-    print(f"\nlatency, batch 1 x {latency['tokens']} tokens, {latency['threads']} threads: dense "
-          f"{latency['dense_ms']:.0f} ms, 2:4 masked {latency['masked_ms']:.0f} ms; compressed 2:4 on "
-          f"{'CUDA' if torch.cuda.is_available() else 'CPU'}: {latency['semi_structured']}")
+    print(f"\nlatency of {latency['module']}, batch 1 x {latency['tokens']} tokens, {latency['threads']} threads: "
+          f"dense {latency['dense_ms']:.2f} ms, 2:4 masked {latency['masked_ms']:.2f} ms; compressed 2:4 on "
+          f"{latency['device']}: {latency['semi_structured']}")
 
     def ppl(experiment, method, sparsity):
         found = [r["perplexity"] for r in records if r.get("experiment") == experiment

@@ -23,6 +23,8 @@ def generate(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 40,
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     if sample and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     device = next(model.parameters()).device
     ids = torch.as_tensor([tokenizer(prompt)["input_ids"]], dtype=torch.long, device=device)
     settings = dict(do_sample=True, temperature=float(temperature), top_k=top_k) if sample else dict(do_sample=False)

@@ -7,6 +7,7 @@ activation statistics cannot simply memorise the evaluation text.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 
@@ -18,7 +19,9 @@ from .data.gutenberg import book_text
 from .generation import generate
 from .metrics import perplexity
 from .models.transformers import load_causal_lm
-from .pruning.calibrated import check_calibration, parse_sparsity, prune_causal_lm
+from .pruning.calibrated import parse_sparsity, prune_causal_lm
+from .pruning.masks import nm_mask
+from .pruning.params import transformer_blocks
 
 #: Held-out evaluation text: a novel by an author not used for calibration, from its first chapter
 #: on (the book opens with a dedication in verse, measured at perplexity 88 against 30-40 for the prose).
@@ -31,10 +34,11 @@ CALIBRATION_BOOKS = ("austen-emma.txt", "carroll-alice.txt", "melville-moby_dick
 #: tokens rather than 2,048 (a CPU budget: calibration runs the decoder twice, block by block).
 LM_SETTINGS = dict(eval_tokens=8192, window=512, calibration_sequences=128, calibration_length=128,
                    sparsities=(0.3, 0.5, 0.7, "2:4"), calibration_sizes=(8, 32, 128), batch_size=8,
-                   max_new_tokens=40)
-#: FAST: the same code path on 1,024 evaluation tokens, 8 calibration sequences, two sparsities.
-LM_FAST = dict(eval_tokens=1024, calibration_sequences=8, sparsities=(0.5, "2:4"), calibration_sizes=(2, 8),
-               max_new_tokens=24)
+                   max_new_tokens=40, recovery=(("wanda", 0.5), ("magnitude", 0.5), ("wanda", "2:4")))
+#: FAST: the same code path on 1,024 evaluation tokens, 8 calibration sequences, three sparsities, and
+#: the weight update after Wanda only (each update run costs about 20 s on 2 cores).
+LM_FAST = dict(eval_tokens=1024, calibration_sequences=8, sparsities=(0.5, 0.7, "2:4"), calibration_sizes=(2, 8),
+               max_new_tokens=24, recovery=(("wanda", 0.5),))
 #: Prompt of the generated continuations (the first words of the evaluation book's second paragraph
 #: are not used: a memorised continuation would say nothing about the model).
 PROMPT = "The old man looked out of the window and said"
@@ -69,6 +73,8 @@ def calibration_ids(tokenizer, sequences: int, length: int, seed: int = 0,
     if EVAL_BOOK in books:
         raise ValueError(f"{EVAL_BOOK} is the evaluation text: calibrating on it would leak the test set")
     ids = torch.as_tensor([i for book in books for i in tokenizer(book_text(book))["input_ids"]], dtype=torch.long)
+    if ids.numel() <= length:
+        raise ValueError(f"the calibration books hold {ids.numel()} tokens: too few for sequences of {length}")
     generator = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, ids.numel() - length, (sequences,), generator=generator)
     return torch.stack([ids[s:s + length] for s in starts.tolist()])
@@ -89,14 +95,13 @@ def pruned_run(method: str, sparsity: float | str, calibration: torch.Tensor | N
     """
     fraction, pattern = parse_sparsity(sparsity)
     model, tokenizer = load_causal_lm()
-    data = check_calibration(calibration) if (method == "wanda" or update) else None
     start = time.perf_counter()
-    report = prune_causal_lm(model, sparsity, method, data, update=update, batch_size=settings["batch_size"],
+    report = prune_causal_lm(model, sparsity, method, calibration, update=update, batch_size=settings["batch_size"],
                              progress=progress)
     seconds = time.perf_counter() - start
     record = {"method": method + (" + update" if update else ""), "sparsity": str(sparsity),
               "pattern": "n:m" if pattern else "unstructured", "target_sparsity": fraction,
-              "calibration_sequences": 0 if data is None else int(data.shape[0]),
+              "calibration_sequences": 0 if calibration is None else int(calibration.shape[0]),
               "prunable_sparsity": report.prunable_sparsity, "overall_sparsity": report.overall_sparsity,
               "prune_seconds": seconds, **measure(model, tokenizer, text, settings)}
     del model
@@ -114,20 +119,30 @@ def semi_structured_status(weight: torch.Tensor) -> str:
     return "supported"
 
 
-def masked_latency(tokens: int = 256, rounds: int = 3) -> dict:
-    """Forward latency (ms, batch 1 x ``tokens``) of the dense model and of a 2:4 magnitude-pruned copy,
-    timed alternately in this process (:func:`~nlpprune_lessons.bench.compare_latency`), plus what
-    PyTorch says about a compressed 2:4 weight on this device."""
+def masked_latency(model: torch.nn.Module, tokens: int = 256, rounds: int = 3) -> dict:
+    """Forward latency (ms) of the first block's MLP (gate, up and down projections: two thirds of a
+    block's multiply-adds) on ``tokens`` tokens, dense and as a 2:4 magnitude-masked copy, timed
+    alternately in this process (:func:`~nlpprune_lessons.bench.compare_latency`); plus what PyTorch
+    says about storing the masked weight in its compressed 2:4 format on the model's device. One MLP,
+    not two whole models: a second 540 MB copy would not fit in Binder's 2 GB."""
     from .bench import compare_latency
 
-    dense, _ = load_causal_lm()
-    masked, _ = load_causal_lm()
-    prune_causal_lm(masked, "2:4", "magnitude")
-    ids = torch.randint(0, dense.config.vocab_size, (1, tokens), generator=torch.Generator().manual_seed(0))
-    ids = ids.to(next(dense.parameters()).device)
-    times = compare_latency({"dense": lambda: dense(input_ids=ids, logits_to_keep=1),
-                             "2:4 masked": lambda: masked(input_ids=ids, logits_to_keep=1)},
-                            rounds=rounds, repeats=5, warmup=1)
-    status = semi_structured_status(masked.model.layers[0].mlp.up_proj.weight)
-    return {"dense_ms": times["dense"], "masked_ms": times["2:4 masked"], "tokens": tokens,
-            "threads": torch.get_num_threads(), "semi_structured": status}
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise ValueError(f"tokens must be a positive int, got {tokens!r}")
+    blocks = transformer_blocks(model)
+    if blocks is None or not hasattr(blocks[0], "mlp"):
+        raise ValueError(f"{type(model).__name__} has no decoder blocks with an .mlp")
+    dense_mlp = blocks[0].mlp
+    masked_mlp = copy.deepcopy(dense_mlp)
+    with torch.no_grad():
+        for linear in (m for m in masked_mlp.modules() if isinstance(m, torch.nn.Linear)):
+            linear.weight.mul_(nm_mask(linear.weight.abs(), 2, 4))
+    device = next(dense_mlp.parameters()).device
+    x = torch.randn(1, tokens, model.config.hidden_size, generator=torch.Generator().manual_seed(0)).to(device)
+    times = compare_latency({"dense": lambda: dense_mlp(x), "2:4 masked": lambda: masked_mlp(x)},
+                            rounds=rounds, repeats=10, warmup=2)
+    weights = [m.weight for m in masked_mlp.modules() if isinstance(m, torch.nn.Linear)]
+    return {"module": "block 0 MLP", "dense_ms": times["dense"], "masked_ms": times["2:4 masked"], "tokens": tokens,
+            "masked_sparsity": sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights),
+            "threads": torch.get_num_threads(), "device": str(device),
+            "semi_structured": semi_structured_status(weights[0])}

@@ -140,7 +140,7 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, 
     ``stride=None`` the windows do not overlap and the first token of each window is context only
     (the cheap estimate). With ``stride < window`` each window starts ``stride`` tokens after the
     previous one and scores only the tokens no earlier window scored, so every token but the first
-    sees up to ``window - stride`` tokens of context (closer to how the model is used, costlier).
+    sees at least ``window - stride`` tokens of context (all before it, near the start) (closer to how the model is used, costlier).
     The model must return an object with ``.logits``; only the scored positions' logits are kept
     (``logits_to_keep``), so memory stays at one window. ``progress``: e.g. ``tqdm``.
     """

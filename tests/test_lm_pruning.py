@@ -10,10 +10,13 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune as torch_prune
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from nlpprune_lessons import lm_recipes
 from nlpprune_lessons.assets import MissingAssetError
+from nlpprune_lessons.data import book_text
+from nlpprune_lessons.exercises import ExerciseError, check_nm_mask
 from nlpprune_lessons.generation import generate
 from nlpprune_lessons.metrics import perplexity
 from nlpprune_lessons.models.transformers import load_causal_lm
@@ -57,6 +60,8 @@ def test_nm_mask_keeps_exactly_n_of_every_m_and_the_highest():
     dropped_max = group_scores.masked_fill(groups == 1, -math.inf).max(1).values
     assert bool((kept_min > dropped_max).all())
     assert torch.equal(nm_mask(scores, 4, 8).view(-1, 8).sum(1), torch.full((16,), 4.0))
+    by_hand = torch.tensor([[0.0, 1, 0, 1, 1, 0, 1, 0]])
+    assert torch.equal(nm_mask(torch.tensor([[1.0, 4, 2, 3, 8, 5, 7, 6]]), 2, 4), by_hand)
 
 
 @pytest.mark.parametrize("args, error", [((2, 3), ValueError), ((3, 2), ValueError), ((0, 4), ValueError),
@@ -64,6 +69,18 @@ def test_nm_mask_keeps_exactly_n_of_every_m_and_the_highest():
 def test_nm_mask_rejects_bad_patterns(args, error):
     with pytest.raises(error):
         nm_mask(torch.randn(4, 8), *args)
+    with pytest.raises(TypeError, match="floating-point"):
+        nm_mask([[1.0, 2.0, 3.0, 4.0]])
+
+
+def test_check_nm_mask_accepts_a_right_answer_and_hints_on_a_wrong_one():
+    def lowest_kept(scores, n, m):
+        groups = scores.reshape(-1, m)
+        return torch.zeros_like(groups).scatter_(1, groups.topk(n, dim=1, largest=False).indices, 1.0).view_as(scores)
+
+    check_nm_mask(lambda scores, n, m: nm_mask(scores, n, m))
+    with pytest.raises(ExerciseError, match="highest scores"):
+        check_nm_mask(lowest_kept)
 
 
 def test_row_mask_gives_every_row_the_exact_sparsity():
@@ -100,7 +117,7 @@ def test_wanda_scores_equal_a_hand_computation_from_hooked_inputs():
     flat = x.reshape(-1, 6).double()
     assert stats.tokens == 15
     torch.testing.assert_close(stats.sq_sum, (flat ** 2).sum(0))
-    torch.testing.assert_close(stats.hessian, flat.T @ flat)
+    torch.testing.assert_close(stats.hessian.double(), flat.T @ flat, rtol=1e-5, atol=1e-5)  # float32, as SparseGPT
     by_hand = torch.empty(4, 6)
     for i in range(4):
         for j in range(6):
@@ -138,7 +155,7 @@ def test_sparsegpt_update_reconstructs_outputs_better_than_masking():
         * 3 * torch.rand(64, generator=gen)
     weight = torch.randn(32, 64, generator=gen)
     mask = row_mask(weight.abs(), 0.5)
-    updated = sparsegpt_update(weight, mask, (x.T @ x).double(), block_size=5)
+    updated = sparsegpt_update(weight, mask, x.T @ x, block_size=5)
     assert torch.equal(updated == 0, mask == 0)
     masked_error = (x @ (weight * mask).T - x @ weight.T).norm()
     updated_error = (x @ updated.T - x @ weight.T).norm()
@@ -146,7 +163,43 @@ def test_sparsegpt_update_reconstructs_outputs_better_than_masking():
     assert not torch.equal(weight, updated)  # input not modified, a new tensor returned
 
 
-@pytest.mark.parametrize("kwargs", [dict(damp=0), dict(damp=True), dict(block_size=0)])
+def column_by_column_obs(weight, mask, hessian, damp=0.01):
+    """SparseGPT's sweep written as its paper's loop (one column at a time, no lazy batching)."""
+    h = hessian.double().clone()
+    h.diagonal().add_(damp * h.diagonal().mean())
+    u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    w = weight.double().clone()
+    for i in range(w.shape[1]):
+        error = torch.where(mask[:, i] == 0, w[:, i], 0.0) / u[i, i]
+        w[:, i:] -= error.unsqueeze(1) * u[i, i:].unsqueeze(0)
+    return w * mask
+
+
+def test_sparsegpt_update_equals_the_column_by_column_loop():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(400, 40, generator=gen) + torch.randn(400, 1, generator=gen)
+    weight = torch.randn(20, 40, generator=gen)
+    mask = row_mask(weight.abs(), 0.6)
+    expected = column_by_column_obs(weight, mask, x.T @ x)
+    torch.testing.assert_close(sparsegpt_update(weight, mask, (x.T @ x).double(), block_size=16).double(), expected)
+    torch.testing.assert_close(sparsegpt_update(weight, mask, x.T @ x, block_size=16).double(), expected,
+                               rtol=1e-3, atol=1e-3)  # the float32 path
+
+
+def test_sparsegpt_update_does_not_depend_on_the_block_size_and_keeps_unseen_features():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(300, 12, generator=gen, dtype=torch.float64) + torch.randn(300, 1, generator=gen, dtype=torch.float64)
+    x[:, 5] = 0.0  # a feature calibration never saw: zero Hessian row and column
+    weight = torch.randn(6, 12, generator=gen, dtype=torch.float64)
+    mask = nm_mask(weight.abs(), 2, 4)
+    results = [sparsegpt_update(weight, mask, x.T @ x, block_size=b) for b in (1, 3, 128)]
+    for other in results[1:]:
+        torch.testing.assert_close(other, results[0], rtol=1e-5, atol=1e-5)  # float32 sweep
+    kept_unseen = mask[:, 5] == 1
+    torch.testing.assert_close(results[0][kept_unseen, 5], weight[kept_unseen, 5])
+
+
+@pytest.mark.parametrize("kwargs", [dict(damp=0), dict(damp=True), dict(damp=float("nan")), dict(block_size=0)])
 def test_sparsegpt_update_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         sparsegpt_update(torch.randn(2, 4), torch.ones(2, 4), torch.eye(4), **kwargs)
@@ -199,6 +252,14 @@ def test_wanda_scores_each_block_on_the_outputs_of_the_pruned_blocks_before_it()
     for name, linear in linears.items():
         expected = row_mask(wanda_scores(linear.weight, stats[name].sq_sum), 0.5)
         assert torch.equal(pruned_block[name].weight != 0, expected.bool()), name
+    # Control: scored on the *dense* block 0's outputs, some block-1 mask would differ.
+    dense = tiny_llama()
+    dense_stats = {n: InputStats(m) for n, m in dense.model.layers[1].named_modules() if isinstance(m, nn.Linear)}
+    with torch.no_grad():
+        dense(input_ids=data, use_cache=False)
+    assert any(not torch.equal(pruned_block[n].weight != 0,
+                               row_mask(wanda_scores(linears[n].weight, dense_stats[n].sq_sum), 0.5).bool())
+               for n in linears)
 
 
 def test_wanda_differs_from_magnitude_and_update_lowers_the_block_output_error():
@@ -235,6 +296,22 @@ def test_prune_causal_lm_rejects_bad_arguments():
         prune_causal_lm(model, "2/4", "magnitude")
     with pytest.raises(ValueError, match="stack of decoder blocks"):
         prune_causal_lm(nn.Sequential(nn.Linear(4, 4)), 0.5, "magnitude")
+    with pytest.raises(ValueError, match="integer tensor"):
+        prune_causal_lm(model, 0.5, "wanda", calibration() > 5)
+    with pytest.raises(ValueError, match=r"\[0, 64\)"):
+        prune_causal_lm(model, 0.5, "wanda", calibration() + VOCAB)
+    with pytest.raises(TypeError, match="update"):
+        prune_causal_lm(model, 0.5, "magnitude", update="yes")
+    with pytest.raises(ValueError, match="damp"):
+        prune_causal_lm(model, 0.5, "magnitude", damp=-1.0)
+    mixed = tiny_llama()
+    mixed.config.layer_types = ["full_attention", "sliding_attention"]
+    with pytest.raises(ValueError, match="attention types"):
+        prune_causal_lm(mixed, 0.5, "magnitude")
+    masked = tiny_llama()
+    torch_prune.identity(masked.model.layers[0].mlp.up_proj, "weight")
+    with pytest.raises(ValueError, match="make_permanent"):
+        prune_causal_lm(masked, 0.5, "magnitude")
     assert all(bool((m.weight != 0).all()) for m, _ in default_params(model))  # nothing pruned by the failures
 
 
@@ -264,9 +341,26 @@ def test_perplexity_matches_the_models_own_loss_and_a_by_hand_window_split():
                 total += model(input_ids=chunk, labels=chunk).loss.item() * (chunk.shape[1] - 1)
                 count += chunk.shape[1] - 1
     assert perplexity(model, tok, text, window=10) == pytest.approx(math.exp(total / count), rel=1e-5)
-    # Strided windows score every token but the first exactly once.
-    strided = perplexity(model, tok, text, window=10, stride=3)
-    assert strided != pytest.approx(perplexity(model, tok, text, window=10))
+    # Strided windows, by the recipe of the transformers documentation ("Perplexity of fixed-length
+    # models"): each window's labels hide the tokens an earlier window scored.
+    for window, stride in ((10, 3), (10, 10), (8, 1)):
+        total, count, prev_end = 0.0, 0, 0
+        with torch.no_grad():
+            for begin in range(0, ids.shape[1], stride):
+                end = min(begin + window, ids.shape[1])
+                chunk = ids[:, begin:end]
+                labels = chunk.clone()
+                labels[:, : chunk.shape[1] - (end - prev_end)] = -100
+                scored = int((labels[:, 1:] != -100).sum())
+                if scored:
+                    total += model(input_ids=chunk, labels=labels).loss.item() * scored
+                    count += scored
+                prev_end = end
+                if end == ids.shape[1]:
+                    break
+        assert count == ids.shape[1] - (1 if stride < window else len(range(0, ids.shape[1], window)))
+        assert perplexity(model, tok, text, window=window, stride=stride) == pytest.approx(math.exp(total / count),
+                                                                                             rel=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [dict(text=""), dict(window=1), dict(stride=0), dict(stride=20), dict(text="a")])
@@ -289,6 +383,8 @@ def test_generate_is_seeded_and_leaves_the_callers_random_state_alone():
         generate(model, tok, "", 8)
     with pytest.raises(ValueError):
         generate(model, tok, "x", 8, sample=True, temperature=0)
+    with pytest.raises(ValueError, match="seed"):
+        generate(model, tok, "x", 8, seed=-1)
 
 
 # --------------------------------------------------------------------------- data and loader
@@ -303,11 +399,30 @@ def test_calibration_ids_are_seeded_nested_and_never_from_the_evaluation_book():
         lm_recipes.calibration_ids(tok, 4, 32, books=(lm_recipes.EVAL_BOOK,))
 
 
-def test_heldout_text_is_the_start_of_the_evaluation_book():
-    text = lm_recipes.heldout_text(CharTokenizer(), 50)
-    assert len(text) == 50
+class ExactCharTokenizer:
+    def __call__(self, text: str) -> dict:
+        return {"input_ids": [ord(ch) for ch in text]}
+
+    def decode(self, ids) -> str:
+        return "".join(chr(i) for i in ids)
+
+
+def test_heldout_text_is_the_start_of_the_evaluation_books_prose():
+    text = lm_recipes.heldout_text(ExactCharTokenizer(), 200)
+    book = book_text(lm_recipes.EVAL_BOOK)
+    assert text.startswith("CHAPTER I\n") and len(text) == 200
+    assert text == book[book.index(lm_recipes.EVAL_START):][:200]
     with pytest.raises(ValueError):
-        lm_recipes.heldout_text(CharTokenizer(), 10**9)
+        lm_recipes.heldout_text(ExactCharTokenizer(), 10**9)
+
+
+def test_masked_latency_times_a_2_4_copy_of_the_first_mlp_and_reports_pytorchs_answer():
+    model = tiny_llama()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = lm_recipes.masked_latency(model, tokens=8, rounds=1)
+    assert result["masked_sparsity"] == 0.5 and result["dense_ms"] > 0 and result["masked_ms"] > 0
+    assert isinstance(result["semi_structured"], str) and result["semi_structured"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model is untouched
 
 
 def test_causal_lm_loader_names_the_pip_package_when_the_asset_is_missing(monkeypatch):

@@ -104,11 +104,11 @@ def _cache_causal_lm(gguf, cached) -> None:
     source = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
     plain_config = source.config
     del plain_config.quantization_config
-    state = source.state_dict()
+    with torch.device("meta"):  # no second set of weights: the loaded tensors are assigned, not copied
+        plain = AutoModelForCausalLM.from_config(plain_config, dtype=torch.float32)
+    plain.load_state_dict(source.state_dict(), strict=True, assign=True)
+    plain.tie_weights()
     del source
-    plain = AutoModelForCausalLM.from_config(plain_config, dtype=torch.float32)
-    plain.load_state_dict(state, strict=True)
-    del state
     tmp = cached.with_name(cached.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     plain.save_pretrained(str(tmp))

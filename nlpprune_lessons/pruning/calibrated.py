@@ -14,6 +14,7 @@ afterwards; the zeros are found again with ``weight == 0`` (:func:`~.report.spar
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -22,7 +23,7 @@ from torch import nn
 
 from .importance import wanda_scores
 from .masks import check_fraction, nm_mask, row_mask
-from .params import default_params, transformer_blocks
+from .params import default_params, is_pruned, transformer_blocks
 from .report import SparsityReport, sparsity_report
 
 PRUNE_METHODS = ("magnitude", "wanda")
@@ -52,15 +53,15 @@ class InputStats:
     def __init__(self, linear: nn.Linear, hessian: bool = False):
         self.tokens = 0
         self.sq_sum = torch.zeros(linear.in_features, dtype=torch.float64, device=linear.weight.device)
-        self.hessian = (torch.zeros(linear.in_features, linear.in_features, dtype=torch.float64,
+        self.hessian = (torch.zeros(linear.in_features, linear.in_features, dtype=torch.float32,
                                     device=linear.weight.device) if hessian else None)
         self._handle = linear.register_forward_hook(self._hook)
 
     def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).to(torch.float64)
+        x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).float()
         self.tokens += x.shape[0]
-        self.sq_sum += x.square().sum(0)
-        if self.hessian is not None:
+        self.sq_sum += x.double().square().sum(0)
+        if self.hessian is not None:  # float32, as SparseGPT accumulates it
             self.hessian += x.T @ x
 
     def remove(self) -> None:
@@ -68,41 +69,66 @@ class InputStats:
         self._handle.remove()
 
 
+def check_damp(damp: float) -> float:
+    """``damp`` as a float, or ValueError unless it is a positive finite number."""
+    if isinstance(damp, bool) or not isinstance(damp, (int, float)) or not (damp > 0 and math.isfinite(damp)):
+        raise ValueError(f"damp must be a positive number (share of the mean diagonal added to H), got {damp!r}")
+    return float(damp)
+
+
 def sparsegpt_update(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor, damp: float = 0.01,
-                     block_size: int = 128) -> torch.Tensor:
+                     block_size: int = 32) -> torch.Tensor:
     """Pruned ``weight`` whose kept entries absorb the pruned ones' contribution (SparseGPT, with a given mask).
 
     Minimises ``||X W^T - X W'^T||`` column by column: when the pruned entries of column ``j`` are
     zeroed, their error is spread over the not yet processed columns through the inverse Hessian
     ``H^-1`` (``H = X^T X``, dampened by ``damp`` times its mean diagonal), the Optimal Brain Surgeon
     update. Columns are handled in blocks of ``block_size`` with lazy updates, as in the SparseGPT
-    code. Returns a new tensor with exact zeros where ``mask`` is 0; ``weight`` is not changed.
+    code (the result does not depend on it); within a block the column loop is one triangular solve
+    per row. Unlike SparseGPT, the mask is given (chosen before, e.g.
+    by Wanda) instead of chosen during the sweep, and input features never seen in calibration (zero
+    Hessian diagonal) keep their weights. Returns a new tensor with exact zeros where ``mask`` is 0;
+    ``weight`` is not changed.
     """
     if weight.ndim != 2 or mask.shape != weight.shape or hessian.shape != (weight.shape[1],) * 2:
         raise ValueError(f"need weight (out x in), a mask of its shape and an (in x in) Hessian, got "
                          f"{tuple(weight.shape)}, {tuple(mask.shape)}, {tuple(hessian.shape)}")
-    if isinstance(damp, bool) or not isinstance(damp, (int, float)) or damp <= 0:
-        raise ValueError(f"damp must be a positive number (share of the mean diagonal added to H), got {damp!r}")
+    damp = check_damp(damp)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive int, got {block_size!r}")
-    w = weight.detach().to(torch.float64).clone()
-    h = hessian.detach().to(torch.float64).clone()
+    # float32 as in SparseGPT (its damping keeps the factorisation stable); a float64 Hessian is kept in float64
+    dtype = torch.float64 if hessian.dtype == torch.float64 else torch.float32
+    h = hessian.detach().to(dtype).clone()
     dead = h.diagonal() == 0  # features never seen in calibration: no information, no update through them
     h[dead, dead] = 1.0
     h.diagonal().add_(damp * h.diagonal().mean())
-    h_inv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    try:
+        # SparseGPT needs U upper-triangular with U^T U = H^-1. With H = R R^T, R upper (the Cholesky
+        # factor of H with its rows and columns reversed), U = R^-1: one factorisation and one
+        # triangular inverse instead of SparseGPT's cholesky -> cholesky_inverse -> cholesky.
+        r = torch.linalg.cholesky(h.flip(0, 1)).flip(0, 1)
+        h_inv = torch.linalg.solve_triangular(r, torch.eye(len(h), dtype=h.dtype, device=h.device), upper=True)
+    except torch.linalg.LinAlgError as err:
+        raise ValueError("the Hessian is not positive definite even after dampening: pass X^T X of real inputs "
+                         "or a larger damp") from err
+    w = weight.detach().to(dtype).clone()
     pruned = mask.to(w.device) == 0
-    columns = w.shape[1]
+    rows, columns = w.shape
     for start in range(0, columns, block_size):
         stop = min(start + block_size, columns)
-        block, errors, h_block = w[:, start:stop].clone(), torch.zeros_like(w[:, start:stop]), h_inv[start:stop, start:stop]
-        for i in range(stop - start):
-            column = block[:, i]
-            error = column.masked_fill(~pruned[:, start + i], 0.0) / h_block[i, i]  # only pruned entries err
-            block[:, i:] -= error.unsqueeze(1) * h_block[i, i:].unsqueeze(0)
-            errors[:, i] = error
-        w[:, start:stop] = block
-        w[:, stop:] -= errors @ h_inv[start:stop, stop:]
+        u = h_inv[start:stop, start:stop]
+        strict, diagonal = u.triu(1), torch.diag(u.diagonal())
+        p = pruned[:, start:stop].to(dtype)
+        # SparseGPT's column loop, solved at once: zeroing pruned column i after the updates from the
+        # columns before it gives errors E with E_i * u_ii + p_i * sum_{j<i} E_j * u_ji = p_i * w_i, a
+        # triangular system per row (each row prunes its own columns), solved in chunks of rows.
+        errors = torch.empty_like(p)
+        for r in range(0, rows, 256):
+            system = strict * p[r:r + 256].unsqueeze(1) + diagonal
+            rhs = (w[r:r + 256, start:stop] * p[r:r + 256]).unsqueeze(1)
+            errors[r:r + 256] = torch.linalg.solve_triangular(system, rhs, upper=True, left=False).squeeze(1)
+        w[:, start:stop] -= errors @ strict  # kept weights absorb the errors of the pruned ones before them
+        w[:, stop:] -= errors @ h_inv[start:stop, stop:]  # ... and so do all later columns
     return w.masked_fill(pruned, 0.0).to(weight.dtype)
 
 
@@ -122,22 +148,28 @@ def _first_block_inputs(model: nn.Module, first: nn.Module, calibration: torch.T
 
     handle = first.register_forward_pre_hook(hook, with_kwargs=True)
     device = next(model.parameters()).device
+    batches = calibration.split(batch_size)
     try:
-        for batch in calibration.split(batch_size):
+        for batch in batches:
             try:
                 model(input_ids=batch.to(device), use_cache=False)
             except _Captured:
                 pass
     finally:
         handle.remove()
+    if len(captured) != len(batches):
+        raise RuntimeError(f"the first block was called {len(captured)} times for {len(batches)} calibration batches")
+    if any(kwargs.get("past_key_values") is not None for _, kwargs in captured):
+        raise RuntimeError("the first block received a key/value cache: replaying its inputs would extend it")
     return captured
 
 
-def _run_block(block: nn.Module, inputs: list[tuple[list, dict]]) -> list[torch.Tensor]:
+def _run_block(block: nn.Module, inputs: list[tuple[list, dict]], keep: bool = True) -> list[torch.Tensor]:
     outputs = []
     for args, kwargs in inputs:
         out = block(*args, **kwargs)
-        outputs.append(out[0] if isinstance(out, tuple) else out)  # transformers v4 blocks return tuples
+        if keep:
+            outputs.append(out[0] if isinstance(out, tuple) else out)  # transformers v4 blocks return tuples
     return outputs
 
 
@@ -147,12 +179,31 @@ def _with_hidden(inputs: list[tuple[list, dict]], hidden: list[torch.Tensor]) ->
     return [(args, {**kwargs, "hidden_states": h}) for (args, kwargs), h in zip(inputs, hidden)]
 
 
-def check_calibration(calibration: torch.Tensor) -> torch.Tensor:
-    """Raise unless ``calibration`` is a 2-D integer tensor of token ids (sequences x tokens)."""
-    if not isinstance(calibration, torch.Tensor) or calibration.ndim != 2 or calibration.is_floating_point() \
-            or calibration.numel() == 0:
+def check_calibration(calibration: torch.Tensor, vocab_size: int | None = None) -> torch.Tensor:
+    """Raise unless ``calibration`` is a non-empty 2-D integer tensor of token ids (sequences x tokens),
+    each in ``[0, vocab_size)`` when that is given."""
+    integer = isinstance(calibration, torch.Tensor) and not calibration.is_floating_point() \
+        and not calibration.is_complex() and calibration.dtype != torch.bool
+    if not integer or calibration.ndim != 2 or calibration.numel() == 0:
         raise ValueError("calibration must be a non-empty 2-D integer tensor of token ids (sequences x tokens)")
+    if vocab_size is not None and not (0 <= int(calibration.min()) and int(calibration.max()) < vocab_size):
+        raise ValueError(f"calibration ids must lie in [0, {vocab_size}) (the model's vocabulary), got "
+                         f"{int(calibration.min())}..{int(calibration.max())}")
     return calibration
+
+
+def _check_model(model: nn.Module) -> nn.ModuleList:
+    blocks = transformer_blocks(model)
+    if blocks is None:
+        raise ValueError(f"{type(model).__name__} is not a transformers model with a stack of decoder blocks")
+    if any(is_pruned(m, "weight") for m in model.modules()):
+        raise ValueError("the model carries torch.nn.utils.prune masks, which recompute each weight at every "
+                         "forward (zeros written now would be lost): call pruning.make_permanent(model) first")
+    layer_types = getattr(model.config, "layer_types", None)
+    if layer_types and len(set(layer_types)) > 1:
+        raise ValueError(f"the blocks use different attention types {sorted(set(layer_types))} (e.g. sliding "
+                         "windows): the first block's attention inputs cannot be replayed for every block")
+    return blocks
 
 
 @torch.no_grad()
@@ -183,40 +234,39 @@ def prune_causal_lm(
     parse_sparsity(sparsity)
     if method not in PRUNE_METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(PRUNE_METHODS)}")
+    if not isinstance(update, bool):
+        raise TypeError(f"update must be True or False, got {type(update).__name__}")
+    check_damp(damp)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    blocks = transformer_blocks(model)
-    if blocks is None:
-        raise ValueError(f"{type(model).__name__} is not a transformers model with a stack of decoder blocks")
+    blocks = _check_model(model)
     prunable = {id(module) for module, _ in default_params(model)}
     wrap = progress or (lambda items, **_: items)
     needs_data = method == "wanda" or update
     if needs_data:
         if calibration is None:
             raise ValueError(f"method {method!r}{' with update' if update else ''} needs calibration token ids")
-        check_calibration(calibration)
+        check_calibration(calibration, getattr(model.config, "vocab_size", None))
     elif calibration is not None:
         raise ValueError("magnitude pruning without update uses no calibration data: pass calibration=None")
     was_training = model.training
     model.eval()
     try:
         inputs = _first_block_inputs(model, blocks[0], calibration, batch_size) if needs_data else []
-        for block in wrap(blocks, desc=f"{method} {sparsity}", unit="block"):
+        for index, block in enumerate(wrap(blocks, desc=f"{method} {sparsity}", unit="block")):
             linears = [m for m in block.modules() if isinstance(m, nn.Linear) and id(m) in prunable]
             stats = [InputStats(m, hessian=update) for m in linears] if needs_data else []
             try:
-                _run_block(block, inputs)
+                _run_block(block, inputs, keep=False)  # the hooks gather the statistics
             finally:
                 for s in stats:
                     s.remove()
-            for index, linear in enumerate(linears):
+            for linear, stat in zip(linears, stats or [None] * len(linears)):
                 weight = linear.weight
-                scores = wanda_scores(weight, stats[index].sq_sum) if method == "wanda" else weight.abs()
+                scores = wanda_scores(weight, stat.sq_sum) if method == "wanda" else weight.abs()
                 mask = layer_mask(scores, sparsity)
-                pruned = (sparsegpt_update(weight, mask, stats[index].hessian, damp=damp) if update
-                          else weight * mask)
-                weight.copy_(pruned)
-            if needs_data:
+                weight.copy_(sparsegpt_update(weight, mask, stat.hessian, damp=damp) if update else weight * mask)
+            if needs_data and index < len(blocks) - 1:  # the next block's inputs: this pruned block's outputs
                 inputs = _with_hidden(inputs, _run_block(block, inputs))
     finally:
         model.train(was_training)

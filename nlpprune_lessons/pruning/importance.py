@@ -31,6 +31,8 @@ def wanda_scores(weight: torch.Tensor, input_sq_sum: torch.Tensor) -> torch.Tens
     """Wanda importance (Sun et al., 2023) of a Linear weight (outputs x inputs): ``|W_ij| * ||X_j||_2``,
     where ``input_sq_sum[j]`` is the sum over calibration tokens of the squared input feature ``j``.
     A small weight on a feature that is often large can matter more than a large weight on a quiet one."""
+    if not isinstance(weight, torch.Tensor) or not isinstance(input_sq_sum, torch.Tensor):
+        raise TypeError("weight and input_sq_sum must be torch tensors")
     if weight.ndim != 2 or input_sq_sum.shape != weight.shape[1:]:
         raise ValueError(f"need a 2-D weight and one squared-norm per input feature, got {tuple(weight.shape)} "
                          f"and {tuple(input_sq_sum.shape)}")

@@ -46,10 +46,19 @@ def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     return keep.view_as(scores).to(scores.dtype)
 
 
+def check_tensor(value: object, name: str) -> torch.Tensor:
+    """``value`` itself, or TypeError unless it is a floating-point tensor."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point torch.Tensor, got {type(value).__name__}"
+                        f"{f' of {value.dtype}' if isinstance(value, torch.Tensor) else ''}")
+    return value
+
+
 def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Float mask of a 2-D ``scores`` keeping the ``cols - round(sparsity * cols)`` highest scores of
     every row: each output unit loses the same share of its inputs (Wanda's comparison group)."""
     check_fraction(sparsity, "sparsity")
+    check_tensor(scores, "scores")
     if scores.ndim != 2:
         raise ValueError(f"row_mask needs a 2-D score matrix (outputs x inputs), got shape {tuple(scores.shape)}")
     keep = scores.shape[1] - round(sparsity * scores.shape[1])
@@ -66,6 +75,7 @@ def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if not 0 < n <= m:
         raise ValueError(f"need 0 < n <= m (keep n of every m weights), got n={n}, m={m}")
+    check_tensor(scores, "scores")
     if scores.ndim == 0 or scores.shape[-1] % m:
         raise ValueError(f"the last dimension ({tuple(scores.shape)[-1:] or 'none'}) must be a multiple of m={m}")
     groups = scores.detach().reshape(-1, m)
