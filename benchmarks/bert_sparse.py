@@ -34,7 +34,7 @@ import torch
 
 from nlpprune_lessons import config, encoder_recipes
 from nlpprune_lessons.bench import compare_latency
-from nlpprune_lessons.pruning import default_params, load_sparse, save_sparse
+from nlpprune_lessons.pruning import default_params, install_mask, load_sparse, save_sparse
 from nlpprune_lessons.pruning.finetune import SPARSE_METHODS, compare_sparse_methods
 from nlpprune_lessons.results import save_results
 from nlpprune_lessons.train import evaluate_classifier
@@ -75,10 +75,8 @@ class Journal:
 
 def masked_again(model: torch.nn.Module) -> torch.nn.Module:
     """A sparse model reloaded by ``load_sparse`` holds plain zeros: mask them again, as after pruning."""
-    from torch.nn.utils import prune as torch_prune
-
     for module, name in default_params(model):
-        torch_prune.custom_from_mask(module, name, getattr(module, name) != 0)
+        install_mask(module, name, (getattr(module, name) != 0).float())
     return model
 
 

@@ -5,7 +5,7 @@ calibration data (magnitude, Wanda, N:M, SparseGPT-style update) for lesson 09. 
 fine-tuning of lesson 07 is in :mod:`nlpprune_lessons.pruning.finetune`."""
 
 from .importance import magnitude_scores, random_scores, taylor_scores, wanda_scores
-from .masks import METHODS, SCOPES, l1_penalty, make_permanent, nm_mask, prune, row_mask, topk_mask
+from .masks import METHODS, SCOPES, install_mask, l1_penalty, make_permanent, nm_mask, prune, row_mask, topk_mask
 from .params import (
     check_params,
     default_params,
@@ -36,6 +36,7 @@ __all__ = [
     "default_params",
     "effective_state_dict",
     "effective_weight",
+    "install_mask",
     "is_pruned",
     "l1_penalty",
     "layer_mask",

@@ -95,7 +95,7 @@ def _bottom_k_mask(scores: torch.Tensor, amount: float, what: str) -> torch.Tens
     return topk_mask(scores, amount)
 
 
-def _install_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
+def install_mask(module: nn.Module, name: str, mask: torch.Tensor) -> None:
     """Attach ``mask`` to ``module.<name>``; on a pruned weight, fold it into the existing mask buffer."""
     if not is_pruned(module, name):
         torch_prune.custom_from_mask(module, name, mask)
@@ -170,7 +170,7 @@ def prune(
         ]
     result = {}
     for (module, name), mask in zip(params, masks):
-        _install_mask(module, name, mask)
+        install_mask(module, name, mask)
         result[param_name(model, module, name)] = (effective_weight(module, name) == 0).float().mean().item()
     return result
 

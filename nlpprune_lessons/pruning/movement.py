@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .masks import SCOPES, _install_mask, check_fraction, topk_mask
+from .masks import SCOPES, install_mask, check_fraction, topk_mask
 from .params import Param, check_params, is_pruned, param_name
 from .schedule import cubic_sparsity
 
@@ -153,7 +153,7 @@ class MovementPruner:
         for (module, name), movement, dotted in zip(self.params, self.masks, self.names):
             mask = movement.mask.to(movement.scores.dtype)
             parametrize.remove_parametrizations(module, name, leave_parametrized=False)
-            _install_mask(module, name, mask)
+            install_mask(module, name, mask)
             result[dotted] = 1.0 - mask.mean().item()
         self.finalized = True
         return result
