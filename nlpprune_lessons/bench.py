@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_positive_int
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -58,8 +60,7 @@ def compare_latency(candidates: Mapping[str, Callable[[], object]], *, rounds: i
         raise TypeError("candidates must be a dict {name: callable taking no arguments}")
     if not candidates:
         raise ValueError("candidates must name at least one callable")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    check_positive_int(rounds, "rounds")
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():

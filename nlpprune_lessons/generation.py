@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .checks import check_positive_int
+
 
 @torch.no_grad()
 def generate(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 40, *, sample: bool = False,
@@ -17,8 +19,7 @@ def generate(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 40,
     """
     if not isinstance(prompt, str) or not prompt:
         raise ValueError("prompt must be a non-empty string")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    check_positive_int(max_new_tokens, "max_new_tokens")
     if sample and (isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     if sample and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):

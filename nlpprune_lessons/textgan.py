@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import check_positive_int
 from .data import gutenberg_sentences
 from .data.splits import check_split
 from .metrics import bleu, distinct_n, self_bleu
@@ -170,8 +171,7 @@ def train_steps(model: nn.Module, data: SentenceData, steps: int, loss_fn: Objec
     ``after_step()`` runs after each step (e.g. a proximal update). The objective's ``log`` dict,
     if it has one, is copied into ``history.extra`` each step."""
     for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1):
@@ -247,8 +247,7 @@ class AdversarialObjective:
                  mle_weight: float = 1.0, tau: float = 1.0, d_lr: float = 1e-4, d_steps: int = 1):
         if adv_weight < 0 or mle_weight < 0 or adv_weight + mle_weight == 0:
             raise ValueError(f"weights must be >= 0 and not both 0, got adv_weight={adv_weight}, mle_weight={mle_weight}")
-        if isinstance(d_steps, bool) or not isinstance(d_steps, int) or d_steps < 1:
-            raise ValueError(f"d_steps must be a positive int, got {d_steps!r}")
+        check_positive_int(d_steps, "d_steps")
         if not tau > 0 or not d_lr > 0:
             raise ValueError(f"tau and d_lr must be > 0, got tau={tau}, d_lr={d_lr}")
         self.discriminator, self.data = discriminator, data
@@ -287,8 +286,7 @@ def train_discriminator(discriminator: Discriminator, generator: nn.Module, data
     """Pre-train ``discriminator`` on real training sentences vs samples of ``generator`` (temperature 1);
     returns the loss curve and the held-out accuracy: validation sentences vs as many fresh samples."""
     for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     device = next(discriminator.parameters()).device
     optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr)
     v, sampler = data.vocab, torch.Generator().manual_seed(seed)
@@ -317,8 +315,7 @@ def mle_fine_tune_steps(data: SentenceData, epochs: float, batch_size: int = 64)
     """Optimiser steps for ``epochs`` passes over the training sentences."""
     if not epochs > 0:
         raise ValueError(f"epochs must be > 0, got {epochs}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     return max(1, round(epochs * data.ids["train"].size(0) / batch_size))
 
 

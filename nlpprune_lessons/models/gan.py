@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_positive_int
+
 
 class Discriminator(nn.Module):
     """Real-vs-generated classifier: embedding -> 1-D convolutions of several widths ->
@@ -25,8 +27,7 @@ class Discriminator(nn.Module):
                  dropout: float = 0.25, pad_id: int = 0):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("channels", channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(value, name)
         widths = tuple(widths)
         if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
             raise ValueError(f"widths must be positive ints (convolution widths in tokens), got {widths!r}")
@@ -64,8 +65,7 @@ class Discriminator(nn.Module):
 
 def _check_sampling(n: int, max_len: int, temperature: float) -> None:
     for name, value in (("n", n), ("max_len", max_len)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     if not temperature >= 0:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
 
@@ -88,8 +88,7 @@ def sample_sentences(model: nn.Module, n: int, max_len: int, *, start_id: int, e
     ``start_id``; ``[n, max_len]`` ids, ``<eos>`` kept, ``pad_id`` after it (never sampled inside a
     sentence). A sentence without ``<eos>`` within ``max_len`` tokens is cut there. Model left in its mode; sampling in eval mode."""
     _check_sampling(n, max_len, temperature)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     was_training = model.training
     model.eval()
     device, rows = _device(model), []

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from ..checks import check_positive_int
+
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -18,8 +20,7 @@ def _rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout:
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
     for name, value in (("input size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     # nn.LSTM applies dropout only between layers; with one layer it would only warn.

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .. import config
 from ..bench import compare_latency
+from ..checks import check_positive_int
 from ..textgan import SentenceData, evaluate_generator, sentence_perplexity, train_steps
 from .adversarial import METHODS, PRUNE_DEFAULTS, PrunedGenerator, prune_generator
 from .rnn import (GATES, StackedRNN, _cell, _direction_cols, _directions, _gate_rows, _head_name, _sizes, _weights,
@@ -102,14 +103,9 @@ def file_size_bytes(model: nn.Module) -> int:
         return save_slim(model, Path(tmp) / "model.safetensors").stat().st_size
 
 
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _recurrent_call(model: nn.Module, batch_size: int, seq_len: int, seed: int) -> Callable[[], object]:
-    _check_positive(batch_size=batch_size, seq_len=seq_len)
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(seq_len, "seq_len")
     weight = model.embedding.weight
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, seq_len, weight.shape[1], generator=generator).to(weight.device)
@@ -117,7 +113,8 @@ def _recurrent_call(model: nn.Module, batch_size: int, seq_len: int, seed: int) 
 
 
 def _whole_call(model: nn.Module, batch_size: int, seq_len: int, seed: int) -> Callable[[], object]:
-    _check_positive(batch_size=batch_size, seq_len=seq_len)
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(seq_len, "seq_len")
     weight = model.embedding.weight
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(weight.shape[0], (batch_size, seq_len), generator=generator).to(weight.device)

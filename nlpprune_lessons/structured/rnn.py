@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from ..checkpoints import load_checkpoint, save_checkpoint
+from ..checks import check_positive_int
 from ..models.rnn import CELLS, RNNClassifier, RNNLanguageModel
 from ..pruning.params import pruned_params
 from ..text import Vocab
@@ -485,8 +486,7 @@ def recurrent_flops(model: nn.Module, seq_len: int) -> int:
     """Multiply-adds of the recurrent layers for one sequence of ``seq_len`` steps:
     sum over layers and directions of ``gates * H_l * (in_l + H_l) * seq_len`` (gates: 4 LSTM, 3 GRU)."""
     _check_type(model)
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
+    check_positive_int(seq_len, "seq_len")
     rnn, sizes = model.rnn, _sizes(model.rnn)
     d, gates = _directions(rnn), GATES[_cell(rnn)]
     inputs = [rnn.input_size] + [d * h for h in sizes[:-1]]

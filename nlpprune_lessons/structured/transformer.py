@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import load_checkpoint, save_checkpoint
+from ..checks import check_positive_int
 from ..pruning.params import pruned_params
 from ..train import _to, classification_loss
 from .indices import as_index, check_indices, kept
@@ -398,8 +399,7 @@ def encoder_flops(model: nn.Module, seq_len: int) -> int:
     ``seq_len`` tokens: query/key/value and output projections, attention scores and weighted sum, and
     the FFN. Embeddings, layer norms, softmax and the classifier are left out (a few percent)."""
     shapes = layer_shapes(model)
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
+    check_positive_int(seq_len, "seq_len")
     hidden, t = model.config.hidden_size, seq_len
     macs = 0
     for s in shapes:
