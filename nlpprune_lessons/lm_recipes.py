@@ -15,13 +15,16 @@ import torch
 
 from . import config
 from .bench import release_memory
+from .checks import check_positive_int
 from .data.gutenberg import book_text
 from .generation import generate
 from .metrics import perplexity
 from .models.transformers import load_causal_lm
 from .pruning.calibrated import parse_sparsity, prune_causal_lm
+from .pruning.report import sparsity_report
 from .pruning.masks import nm_mask
 from .pruning.params import transformer_blocks
+from .pruning.recovery import fine_tune_causal_lm
 
 #: Held-out evaluation text: a novel by an author not used for calibration, from its first chapter
 #: on (the book opens with a dedication in verse, measured at perplexity 88 against 30-40 for the prose).
@@ -34,11 +37,15 @@ CALIBRATION_BOOKS = ("austen-emma.txt", "carroll-alice.txt", "melville-moby_dick
 #: tokens rather than 2,048 (a CPU budget: calibration runs the decoder twice, block by block).
 LM_SETTINGS = dict(eval_tokens=8192, window=512, calibration_sequences=128, calibration_length=128,
                    sparsities=(0.3, 0.5, 0.7, "2:4"), calibration_sizes=(8, 32, 128), batch_size=8,
-                   max_new_tokens=40, recovery=(("wanda", 0.5), ("magnitude", 0.5), ("wanda", "2:4")))
+                   max_new_tokens=40, recovery=(("wanda", 0.5), ("magnitude", 0.5), ("wanda", "2:4")),
+                   fine_tune=dict(sequences=1024, length=128, batch_size=8, lr=1e-4, seed=1, kd_temperature=1.0,
+                                  kd_weight=0.5))
 #: FAST: the same code path on 1,024 evaluation tokens, 8 calibration sequences, three sparsities, and
-#: the weight update after Wanda only (each update run costs about 20 s on 2 cores).
+#: the weight update after Wanda only (each update run costs about 20 s on 2 cores); a two-step
+#: fine-tune (the benchmark's smoke run: notebook 09 does not fine-tune, see its section 9).
 LM_FAST = dict(eval_tokens=1024, calibration_sequences=8, sparsities=(0.5, 0.7, "2:4"), calibration_sizes=(2, 8),
-               max_new_tokens=24, recovery=(("wanda", 0.5),))
+               max_new_tokens=24, recovery=(("wanda", 0.5),),
+               fine_tune=LM_SETTINGS["fine_tune"] | dict(sequences=8, length=64, batch_size=4))
 #: Prompt of the generated continuations (the first words of the evaluation book's second paragraph
 #: are not used: a memorised continuation would say nothing about the model).
 PROMPT = "The old man looked out of the window and said"
@@ -68,8 +75,7 @@ def calibration_ids(tokenizer, sequences: int, length: int, seed: int = 0,
     calibration-size study adds data instead of drawing a new sample.
     """
     for value, name in ((sequences, "sequences"), (length, "length")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     if EVAL_BOOK in books:
         raise ValueError(f"{EVAL_BOOK} is the evaluation text: calibrating on it would leak the test set")
     ids = torch.as_tensor([i for book in books for i in tokenizer(book_text(book))["input_ids"]], dtype=torch.long)
@@ -86,24 +92,49 @@ def measure(model: torch.nn.Module, tokenizer, text: str, settings: dict) -> dic
             "continuation": generate(model, tokenizer, PROMPT, settings["max_new_tokens"])}
 
 
+def fine_tune_ids(tokenizer, settings: dict) -> torch.Tensor:
+    """The recovery fine-tune's training sequences: ``settings["fine_tune"]``'s sequences x length tokens
+    from :data:`CALIBRATION_BOOKS` (never the evaluation book), drawn with their own seed."""
+    tune = settings["fine_tune"]
+    return calibration_ids(tokenizer, tune["sequences"], tune["length"], seed=tune["seed"])
+
+
 def pruned_run(method: str, sparsity: float | str, calibration: torch.Tensor | None, text: str, settings: dict,
-               *, update: bool = False, progress: Callable | None = None) -> dict:
+               *, update: bool = False, train_ids: torch.Tensor | None = None, distill: bool = False,
+               progress: Callable | None = None) -> dict:
     """Load a fresh SmolLM2, prune it one-shot, measure it, free it; one record of the lesson's table.
 
+    With ``train_ids`` (see :func:`fine_tune_ids`) the pruned model is then fine-tuned with its zeros
+    kept (:func:`~nlpprune_lessons.pruning.recovery.fine_tune_causal_lm`, settings from
+    ``settings["fine_tune"]``), distilled from a second, dense copy when ``distill``. Sparsity 0 is the
+    dense model (a fine-tuned dense model is the control of that recovery).
     A fresh copy each time (about 2 s from the cache) instead of a deep copy of a dense model kept
     aside: two 135M-parameter models would not fit beside everything else in Binder's 2 GB.
     """
     fraction, pattern = parse_sparsity(sparsity)
+    if distill and train_ids is None:
+        raise ValueError("distill=True distils during the fine-tune: pass train_ids")
     model, tokenizer = load_causal_lm()
     start = time.perf_counter()
     report = prune_causal_lm(model, sparsity, method, calibration, update=update, batch_size=settings["batch_size"],
                              progress=progress)
     seconds = time.perf_counter() - start
-    record = {"method": method + (" + update" if update else ""), "sparsity": str(sparsity),
-              "pattern": "n:m" if pattern else "unstructured", "target_sparsity": fraction,
-              "calibration_sequences": 0 if calibration is None else int(calibration.shape[0]),
+    label = ("dense" if fraction == 0 else method) + (" + update" if update else "")
+    record = {"method": label, "sparsity": str(sparsity), "pattern": "n:m" if pattern else "unstructured",
+              "target_sparsity": fraction, "calibration_sequences": 0 if calibration is None else int(calibration.shape[0]),
               "prunable_sparsity": report.prunable_sparsity, "overall_sparsity": report.overall_sparsity,
-              "prune_seconds": seconds, **measure(model, tokenizer, text, settings)}
+              "prune_seconds": seconds}
+    if train_ids is not None:
+        tune = settings["fine_tune"]
+        teacher = load_causal_lm()[0] if distill else None
+        tuned = fine_tune_causal_lm(model, train_ids, lr=tune["lr"], batch_size=tune["batch_size"], teacher=teacher,
+                                    kd_temperature=tune["kd_temperature"], kd_weight=tune["kd_weight"],
+                                    progress=progress is not None)
+        del teacher
+        record["method"] += " + distilled fine-tune" if distill else " + fine-tune"
+        record.update({f"fine_tune_{key}": value for key, value in tuned.items()})
+        record["prunable_sparsity"] = sparsity_report(model).prunable_sparsity
+    record.update(measure(model, tokenizer, text, settings))
     del model
     release_memory()
     return record
@@ -127,8 +158,7 @@ def masked_latency(model: torch.nn.Module, tokens: int = 256, rounds: int = 3) -
     not two whole models: a second 540 MB copy would not fit in Binder's 2 GB."""
     from .bench import compare_latency
 
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
-        raise ValueError(f"tokens must be a positive int, got {tokens!r}")
+    check_positive_int(tokens, "tokens")
     blocks = transformer_blocks(model)
     if blocks is None or not hasattr(blocks[0], "mlp"):
         raise ValueError(f"{type(model).__name__} has no decoder blocks with an .mlp")

@@ -22,6 +22,7 @@ from nlpprune_lessons.metrics import perplexity
 from nlpprune_lessons.models.transformers import load_causal_lm
 from nlpprune_lessons.pruning import (InputStats, default_params, nm_mask, param_name, parse_sparsity,
                                       prune_causal_lm, row_mask, sparsegpt_update, wanda_scores)
+from nlpprune_lessons.pruning.recovery import fine_tune_causal_lm
 
 VOCAB = 64
 
@@ -313,6 +314,95 @@ def test_prune_causal_lm_rejects_bad_arguments():
     with pytest.raises(ValueError, match="make_permanent"):
         prune_causal_lm(masked, 0.5, "magnitude")
     assert all(bool((m.weight != 0).all()) for m, _ in default_params(model))  # nothing pruned by the failures
+
+
+# --------------------------------------------------------------------------- recovery by fine-tuning
+def pruned_tiny_llama(tie: bool = True) -> LlamaForCausalLM:
+    model = tiny_llama(tie=tie)
+    prune_causal_lm(model, 0.5, "wanda", calibration())
+    return model
+
+
+def test_fine_tune_keeps_every_zero_trains_the_rest_and_lowers_the_loss():
+    model = pruned_tiny_llama()
+    before = {param_name(model, m, n): getattr(m, n).detach().clone() for m, n in default_params(model)}
+    embedding = model.get_input_embeddings().weight.detach().clone()
+    data = calibration(seed=3, sequences=4, length=24)
+    record = fine_tune_causal_lm(model, data, lr=1e-2, batch_size=4, epochs=30, weight_decay=0.1, warmup_ratio=0.0)
+    after = {param_name(model, m, n): getattr(m, n).detach() for m, n in default_params(model)}
+    for name, weight in before.items():
+        assert torch.equal(after[name][weight == 0], torch.zeros(int((weight == 0).sum()))), name
+        assert not torch.equal(after[name][weight != 0], weight[weight != 0]), name
+    assert record["zeros_kept"] == sum(int((w == 0).sum()) for w in before.values()) == record["zeros_after"]
+    assert record["steps"] == 30 and record["tokens"] == 30 * data.numel()
+    assert record["step_loss"][-1] < 0.9 * record["step_loss"][0]  # 30 passes over the same 4 sequences
+    assert torch.equal(model.get_input_embeddings().weight, embedding)  # frozen (and tied to the head)
+    assert model.get_input_embeddings().weight.requires_grad and not model.training
+
+
+def test_fine_tune_is_seeded_and_its_first_loss_is_the_models_loss():
+    data = calibration(seed=3, sequences=8, length=16)
+    models = [pruned_tiny_llama(), pruned_tiny_llama()]
+    with torch.no_grad():
+        expected = models[0](input_ids=data[:4], labels=data[:4]).loss.item()
+    records = [fine_tune_causal_lm(m, data, lr=1e-3, batch_size=4, epochs=2) for m in models]
+    assert records[0]["step_loss"][0] == pytest.approx(expected, rel=1e-5)
+    assert records[0]["step_loss"] == records[1]["step_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values()))
+
+
+def test_fine_tune_with_a_teacher_distils_its_logits():
+    model = pruned_tiny_llama()
+    teacher = copy.deepcopy(model)
+    record = fine_tune_causal_lm(model, calibration(seed=3, sequences=4, length=16), lr=1e-3, batch_size=4,
+                                 teacher=teacher, kd_weight=1.0, kd_temperature=2.0)
+    assert record["distill"] and record["step_loss"][0] == pytest.approx(0.0, abs=1e-6)  # student == teacher
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr=0), "lr must be a positive number"),
+    (dict(batch_size=True), "batch_size must be a positive int"),
+    (dict(epochs=0), "epochs must be a positive int"),
+    (dict(warmup_ratio=1.0), "warmup_ratio"),
+    (dict(weight_decay=-0.1), "weight_decay"),
+    (dict(max_grad_norm=0.0), "max_grad_norm"),
+    (dict(teacher="dense", kd_temperature=0), "temperature must be > 0"),
+    (dict(train_ids=torch.full((2, 8), VOCAB)), "train_ids ids must lie in"),
+    (dict(train_ids=torch.ones(2, 1, dtype=torch.long)), "at least 2 tokens"),
+    (dict(train_ids=torch.ones(2, 8)), "train_ids must be a non-empty 2-D integer tensor"),
+])
+def test_fine_tune_rejects_bad_arguments(kwargs, match):
+    model = tiny_llama()
+    if kwargs.get("teacher") == "dense":
+        kwargs["teacher"] = tiny_llama()
+    data = kwargs.pop("train_ids", calibration())
+    with pytest.raises(ValueError, match=match):
+        fine_tune_causal_lm(model, data, **kwargs)
+
+
+def test_fine_tune_refuses_a_model_with_prune_masks():
+    model = tiny_llama()
+    torch_prune.l1_unstructured(model.model.layers[0].mlp.up_proj, "weight", 0.5)
+    with pytest.raises(ValueError, match="make_permanent"):
+        fine_tune_causal_lm(model, calibration())
+
+
+def test_pruned_run_fine_tunes_with_zeros_kept_and_labels_the_dense_control(monkeypatch):
+    monkeypatch.setattr(lm_recipes, "load_causal_lm", lambda: (tiny_llama(tie=True), CharTokenizer()))
+    settings = lm_recipes.LM_SETTINGS | dict(window=16, max_new_tokens=4, batch_size=4,
+                                             fine_tune=lm_recipes.LM_SETTINGS["fine_tune"] | dict(batch_size=4))
+    text, train_ids = "the quick brown fox jumps over the lazy dog " * 4, calibration(seed=5, sequences=8)
+    tuned = lm_recipes.pruned_run("wanda", 0.5, calibration(), text, settings, train_ids=train_ids)
+    assert tuned["method"] == "wanda + fine-tune" and tuned["fine_tune_steps"] == 2
+    assert tuned["prunable_sparsity"] == pytest.approx(0.5) and tuned["fine_tune_zeros_after"] == tuned["fine_tune_zeros_kept"]
+    distilled = lm_recipes.pruned_run("wanda", 0.5, calibration(), text, settings, update=True, train_ids=train_ids,
+                                      distill=True)
+    assert distilled["method"] == "wanda + update + distilled fine-tune" and distilled["fine_tune_distill"]
+    control = lm_recipes.pruned_run("magnitude", 0.0, None, text, settings, train_ids=train_ids)
+    assert control["method"] == "dense + fine-tune" and control["fine_tune_zeros_kept"] == 0
+    assert control["perplexity"] != tuned["perplexity"]
+    with pytest.raises(ValueError, match="pass train_ids"):
+        lm_recipes.pruned_run("wanda", 0.5, calibration(), text, settings, distill=True)
 
 
 # --------------------------------------------------------------------------- perplexity and generation

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..checks import check_positive_int
 from .importance import wanda_scores
 from .masks import check_fraction, nm_mask, row_mask
 from .params import default_params, is_pruned, transformer_blocks
@@ -94,8 +95,7 @@ def sparsegpt_update(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Te
         raise ValueError(f"need weight (out x in), a mask of its shape and an (in x in) Hessian, got "
                          f"{tuple(weight.shape)}, {tuple(mask.shape)}, {tuple(hessian.shape)}")
     damp = check_damp(damp)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    check_positive_int(block_size, "block_size")
     # float32 as in SparseGPT (its damping keeps the factorisation stable); a float64 Hessian is kept in float64
     dtype = torch.float64 if hessian.dtype == torch.float64 else torch.float32
     h = hessian.detach().to(dtype).clone()
@@ -179,15 +179,15 @@ def _with_hidden(inputs: list[tuple[list, dict]], hidden: list[torch.Tensor]) ->
     return [(args, {**kwargs, "hidden_states": h}) for (args, kwargs), h in zip(inputs, hidden)]
 
 
-def check_calibration(calibration: torch.Tensor, vocab_size: int | None = None) -> torch.Tensor:
+def check_calibration(calibration: torch.Tensor, vocab_size: int | None = None, name: str = "calibration") -> torch.Tensor:
     """Raise unless ``calibration`` is a non-empty 2-D integer tensor of token ids (sequences x tokens),
-    each in ``[0, vocab_size)`` when that is given."""
+    each in ``[0, vocab_size)`` when that is given; ``name`` is the argument named in the error."""
     integer = isinstance(calibration, torch.Tensor) and not calibration.is_floating_point() \
         and not calibration.is_complex() and calibration.dtype != torch.bool
     if not integer or calibration.ndim != 2 or calibration.numel() == 0:
-        raise ValueError("calibration must be a non-empty 2-D integer tensor of token ids (sequences x tokens)")
+        raise ValueError(f"{name} must be a non-empty 2-D integer tensor of token ids (sequences x tokens)")
     if vocab_size is not None and not (0 <= int(calibration.min()) and int(calibration.max()) < vocab_size):
-        raise ValueError(f"calibration ids must lie in [0, {vocab_size}) (the model's vocabulary), got "
+        raise ValueError(f"{name} ids must lie in [0, {vocab_size}) (the model's vocabulary), got "
                          f"{int(calibration.min())}..{int(calibration.max())}")
     return calibration
 
@@ -237,8 +237,7 @@ def prune_causal_lm(
     if not isinstance(update, bool):
         raise TypeError(f"update must be True or False, got {type(update).__name__}")
     check_damp(damp)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     blocks = _check_model(model)
     prunable = {id(module) for module, _ in default_params(model)}
     wrap = progress or (lambda items, **_: items)
