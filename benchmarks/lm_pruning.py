@@ -11,7 +11,8 @@ results/lm_pruning.json and prints the table and the issue's targets:
   of the gain is recovery from pruning, and how much is adaptation to book prose?
 
     python benchmarks/lm_pruning.py                                  # default set (about 30 minutes on 2 cores)
-    python benchmarks/lm_pruning.py --sparsities 0.5 2:4 --calibration-sizes --no-fine-tune
+    python benchmarks/lm_pruning.py --sparsities 0.5 2:4 --experiments sweep recovery
+    python benchmarks/lm_pruning.py --experiments fine-tune                 # the fine-tunes only
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ SEED = 0
 TARGET_WANDA_VS_MAGNITUDE, TARGET_WANDA_VS_DENSE, TARGET_RECOVERED = 3.0, 2.0, 1.4
 #: Fine-tunes (method, sparsity, weight update first, distilled from the dense model): 0% magnitude
 #: is the dense model, the control.
+EXPERIMENTS = ("sweep", "recovery", "fine-tune", "calibration size", "latency")
 FINE_TUNE_RUNS = (("wanda", 0.5, False, False), ("wanda", 0.5, True, False), ("magnitude", 0.0, False, False))
 
 
@@ -57,7 +59,8 @@ def parse_args(settings: dict) -> argparse.Namespace:
                         help="fractions per row (0.5) or N:M patterns (2:4)")
     parser.add_argument("--calibration-sizes", nargs="*", type=positive_int, default=list(settings["calibration_sizes"]),
                         help="calibration sequences for the Wanda 50%% study (none: skip it)")
-    parser.add_argument("--no-fine-tune", action="store_true", help="skip the fine-tunes (FINE_TUNE_RUNS)")
+    parser.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=list(EXPERIMENTS),
+                        help="which parts to run (the dense model is always measured)")
     return parser.parse_args()
 
 
@@ -88,24 +91,26 @@ def main() -> int:
                                                      if "fine_tune_seconds" in record else "") + ")", flush=True)
         return record
 
-    for sparsity in args.sparsities:
+    for sparsity in args.sparsities if "sweep" in args.experiments else []:
         run("sweep", "magnitude", sparsity, None)
         run("sweep", "wanda", sparsity, main_set)
-    for method, sparsity in settings["recovery"]:
+    for method, sparsity in settings["recovery"] if "recovery" in args.experiments else []:
         run("recovery", method, sparsity, main_set, update=True)
-    if not args.no_fine_tune:
+    if "fine-tune" in args.experiments:
         train_ids = lm_recipes.fine_tune_ids(tokenizer, settings)
         for method, sparsity, update, distill in FINE_TUNE_RUNS:
             needs_data = method == "wanda" or update
             run("fine-tune", method, sparsity, main_set if needs_data else None, update, train_ids=train_ids,
                 distill=distill)
-    for size in args.calibration_sizes:
+    for size in args.calibration_sizes if "calibration size" in args.experiments else []:
         if size != settings["calibration_sequences"]:
             run("calibration size", "wanda", 0.5, calibration[:size])
-    model, _ = load_causal_lm()
-    latency = lm_recipes.masked_latency(model)
-    del model
-    records.append({"experiment": "latency", **latency})
+    latency = None
+    if "latency" in args.experiments:
+        model, _ = load_causal_lm()
+        latency = lm_recipes.masked_latency(model)
+        del model
+        records.append({"experiment": "latency", **latency})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     seconds = time.perf_counter() - start
     records.append({"experiment": "benchmark", "benchmark_seconds": seconds, "peak_rss_MB": peak_mb,
@@ -118,9 +123,10 @@ def main() -> int:
         print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
         print("\ncontinuations of", repr(lm_recipes.PROMPT))
         print(table[["method", "sparsity", "continuation"]].to_string(index=False))
-    print(f"\nlatency of {latency['module']}, batch 1 x {latency['tokens']} tokens, {latency['threads']} threads: "
-          f"dense {latency['dense_ms']:.2f} ms, 2:4 masked {latency['masked_ms']:.2f} ms; compressed 2:4 on "
-          f"{latency['device']}: {latency['semi_structured']}")
+    if latency is not None:
+        print(f"\nlatency of {latency['module']}, batch 1 x {latency['tokens']} tokens, {latency['threads']} threads: "
+              f"dense {latency['dense_ms']:.2f} ms, 2:4 masked {latency['masked_ms']:.2f} ms; compressed 2:4 on "
+              f"{latency['device']}: {latency['semi_structured']}")
 
     def ppl(experiment, method, sparsity):
         found = [r["perplexity"] for r in records if r.get("experiment") == experiment

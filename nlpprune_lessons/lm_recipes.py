@@ -38,7 +38,7 @@ CALIBRATION_BOOKS = ("austen-emma.txt", "carroll-alice.txt", "melville-moby_dick
 LM_SETTINGS = dict(eval_tokens=8192, window=512, calibration_sequences=128, calibration_length=128,
                    sparsities=(0.3, 0.5, 0.7, "2:4"), calibration_sizes=(8, 32, 128), batch_size=8,
                    max_new_tokens=40, recovery=(("wanda", 0.5), ("magnitude", 0.5), ("wanda", "2:4")),
-                   fine_tune=dict(sequences=1024, length=128, batch_size=8, lr=1e-4, seed=1, kd_temperature=1.0,
+                   fine_tune=dict(sequences=384, length=128, batch_size=8, lr=1e-4, seed=1, kd_temperature=1.0,
                                   kd_weight=0.5))
 #: FAST: the same code path on 1,024 evaluation tokens, 8 calibration sequences, three sparsities, and
 #: the weight update after Wanda only (each update run costs about 20 s on 2 cores); a two-step

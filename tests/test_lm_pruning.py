@@ -337,6 +337,7 @@ def test_fine_tune_keeps_every_zero_trains_the_rest_and_lowers_the_loss():
     assert record["steps"] == 30 and record["tokens"] == 30 * data.numel()
     assert record["step_loss"][-1] < 0.9 * record["step_loss"][0]  # 30 passes over the same 4 sequences
     assert torch.equal(model.get_input_embeddings().weight, embedding)  # frozen (and tied to the head)
+    assert record["trainable_parameters"] == sum(p.numel() for p in model.parameters()) - embedding.numel()
     assert model.get_input_embeddings().weight.requires_grad and not model.training
 
 

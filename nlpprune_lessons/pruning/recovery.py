@@ -59,7 +59,7 @@ def fine_tune_causal_lm(
     and AdamW state would add 340 MB. With a ``teacher`` (the dense model) the loss is
     :func:`~nlpprune_lessons.train.distillation_loss` of the student's and teacher's logits with
     ``kd_weight`` and ``kd_temperature``. Returns a record: steps, tokens, seconds, the loss of every
-    step, the number of zeros kept, and whether they all stayed zero.
+    step, the number of trainable parameters, the zeros to keep and the zeros counted afterwards.
     """
     _check_model(model)
     check_calibration(train_ids, getattr(model.config, "vocab_size", None), "train_ids")
@@ -89,6 +89,7 @@ def fine_tune_causal_lm(
     try:
         with frozen_embeddings(model):
             trainable = [p for p in model.parameters() if p.requires_grad]
+            record["trainable_parameters"] = sum(p.numel() for p in trainable)
             optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
             warmup = math.floor(warmup_ratio * total)
             scheduler = torch.optim.lr_scheduler.LambdaLR(
