@@ -18,7 +18,9 @@ sparsities (default 90% and 95%, where the targets are hardest); a run takes abo
 
 Each finished run is appended to a journal in the course cache (``bert_sparse-<mode>.jsonl``; the
 90% model measured for storage and latency is saved beside it), and a new start skips the runs the
-journal holds: an interrupted benchmark resumes where it stopped (``--fresh`` ignores the journal).
+journal holds: an interrupted benchmark resumes where it stopped (``--fresh`` ignores the journal), and
+methods run as separate processes (``--methods one-shot``, ``--methods gradual``, ...) fill one journal
+that a final run with the default set then reads.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def main() -> int:
     # the model whose storage and latency are measured: a 90% one (saved, so a resumed run still has it)
     at_90 = [s for s in args.sparsities if s == 0.9] or args.sparsities[-1:]
     keep = (args.methods[0], at_90[0], at_90[0] in args.kd_at)
-    keep_path = journal.path.with_suffix(".keep.safetensors")
+    # named by the kept run, so benchmarks of different methods can share one journal
+    keep_path = journal.path.with_suffix(f".{keep[0]}-{keep[1]:g}{'-kd' if keep[2] else ''}.safetensors")
     kept = {}
 
     def run(method: str, sparsity: float, lr: float, use_kd: bool) -> dict:
