@@ -9,7 +9,7 @@ results/bert_sparse.json and prints the table and the issue's targets:
 - 50% encoder sparsity: best method >= 99% of dense accuracy; 90%: >= 97%; 95%: >= 92%;
 - 90%-sparse model stored by save_sparse: pruned encoder weights <= 15% of their dense bytes.
 
-    python benchmarks/bert_sparse.py                       # default set: 23 runs, about 2 hours on 2 cores
+    python benchmarks/bert_sparse.py                       # default set: 22 runs, about 2 hours on 2 cores
     python benchmarks/bert_sparse.py --methods movement --sparsities 0.9 --lrs 3e-4 --kd-at
     python benchmarks/bert_sparse.py --methods one-shot --sparsities 0.9 0.95 --lrs 1e-3 --epochs 2
 
