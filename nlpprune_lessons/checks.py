@@ -16,3 +16,11 @@ def check_positive_number(value: object, name: str, meaning: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
         raise ValueError(f"{name} must be a positive number{f' ({meaning})' if meaning else ''}, got {value!r}")
     return float(value)
+
+
+def check_warmup_ratio(value: object, name: str = "warmup_ratio") -> float:
+    """``value`` as a float if it is a number in [0, 1) (the share of steps spent warming up the learning
+    rate; not a bool), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1) (the share of steps that warm up), got {value!r}")
+    return float(value)

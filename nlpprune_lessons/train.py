@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import config
+from .checks import check_warmup_ratio
 from .metrics import accuracy, macro_f1
 from .text import batchify, bptt_batches, num_bptt_windows
 
@@ -347,8 +348,7 @@ def train_classifier(
     _check_fit_args(epochs, lr, patience)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not 0.0 <= warmup_ratio < 1.0:
-        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+    check_warmup_ratio(warmup_ratio)
     if warmup_ratio and schedule != "linear":
         raise ValueError(f"warmup_ratio only applies to schedule='linear', got schedule={schedule!r}")
     _check_distillation(teacher, kd_temperature, kd_weight, kd_hidden_map, kd_hidden_weight)

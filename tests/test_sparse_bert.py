@@ -115,8 +115,8 @@ def test_pure_distillation_ignores_the_labels():
     assert not torch.equal(ce.classifier.weight, results[0])
 
 
-@pytest.mark.parametrize("kwargs", [dict(schedule="cosine"), dict(warmup_ratio=1.0), dict(kd_weight=1.5),
-                                    dict(kd_temperature=0.0), dict(mixed_precision=True)])
+@pytest.mark.parametrize("kwargs", [dict(schedule="cosine"), dict(warmup_ratio=1.0), dict(warmup_ratio=True),
+                                    dict(kd_weight=1.5), dict(kd_temperature=0.0), dict(mixed_precision=True)])
 def test_train_classifier_rejects_bad_options(kwargs):
     if kwargs.get("mixed_precision") and torch.cuda.is_available():
         pytest.skip("mixed precision is allowed on CUDA")

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import config
-from ..checks import check_positive_int, check_positive_number
+from ..checks import check_positive_int, check_positive_number, check_warmup_ratio
 from ..train import _check_kd_settings, distillation_loss, frozen_embeddings, linear_warmup_decay
 from .calibrated import _check_model, check_calibration
 from .params import default_params
@@ -68,8 +68,7 @@ def fine_tune_causal_lm(
     check_positive_number(lr, "lr")
     check_positive_int(batch_size, "batch_size", "sequences per step")
     check_positive_int(epochs, "epochs")
-    if isinstance(warmup_ratio, bool) or not isinstance(warmup_ratio, (int, float)) or not 0.0 <= warmup_ratio < 1.0:
-        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio!r}")
+    check_warmup_ratio(warmup_ratio)
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     if max_grad_norm is not None:
