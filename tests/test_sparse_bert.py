@@ -224,6 +224,27 @@ def test_movement_scores_gradient_equals_weight_times_output_gradient():
     torch.testing.assert_close(pruner.scores[0].grad, expected)
 
 
+def test_movement_keeps_the_weights_training_moves_away_from_zero():
+    """The method's point, end to end: two weights of equal size, the regression target needs the first
+    larger and the second at zero; movement pruning to 50% keeps the first (magnitude could not tell)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+    pruner = MovementPruner(nn.Sequential(layer), 0.5, start_step=20, end_step=40, params=[(layer, "weight")])
+    optimizer = torch.optim.AdamW([layer.parametrizations.weight.original, *pruner.scores], lr=1e-2, weight_decay=0.0)
+    x = torch.randn(64, 2)
+    y = x @ torch.tensor([2.0, 0.0])
+    for step in range(1, 41):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(layer(x).squeeze(1), y).backward()
+        optimizer.step()
+        pruner.step(step)
+    assert pruner.scores[0][0, 0] > 0 > pruner.scores[0][0, 1]
+    assert pruner.finalize() == {"0.weight": 0.5}
+    assert layer.weight[0, 0] != 0 and layer.weight[0, 1] == 0
+
+
 def test_movement_finalize_installs_ordinary_masks():
     model = tiny_bert()
     pruner = MovementPruner(model, 0.8, start_step=0, end_step=2)
