@@ -18,11 +18,13 @@ from nlpprune_lessons.pruning import (
     is_pruned,
     l1_penalty,
     make_permanent,
+    movement_scores,
     param_name,
     prune,
     rewind,
     sparsity_report,
     taylor_scores,
+    topk_mask,
     weights_snapshot,
 )
 
@@ -238,6 +240,26 @@ def test_taylor_scores_equal_hand_computation():
     (capped,) = taylor_scores(model, [(model, "weight")], TINY_BATCHES, loss_fn=_mse, max_batches=1)
     assert torch.allclose(capped, one)
     assert model.training and model.weight.grad is None  # mode restored, .grad untouched
+
+
+def test_movement_scores_are_minus_the_signed_taylor_terms():
+    """Movement scores keep the sign that Taylor importance drops: -sum of w * dL/dw over the batches."""
+    model = _tiny_linear()
+    weight = model.weight.detach().clone()
+    (scores,) = movement_scores(model, [(model, "weight")], TINY_BATCHES, loss_fn=_mse)
+    expected = torch.zeros_like(weight)
+    for batch in TINY_BATCHES:
+        (grad,) = torch.autograd.grad(_mse(model, batch), [model.weight])
+        expected -= weight * grad
+    assert torch.allclose(scores, expected)
+    (taylor,) = taylor_scores(model, [(model, "weight")], TINY_BATCHES[:1], loss_fn=_mse)
+    (first,) = movement_scores(model, [(model, "weight")], TINY_BATCHES[:1], loss_fn=_mse)
+    assert torch.allclose(taylor, first.abs())  # per batch, Taylor importance is its absolute value
+    pruned = _tiny_linear()
+    prune(pruned, 0.5, method="movement", params=[(pruned, "weight")], data=TINY_BATCHES, loss_fn=_mse)
+    assert torch.equal(pruned.weight_mask, topk_mask(expected, 0.5))
+    with pytest.raises(ValueError, match="needs data"):
+        prune(model, 0.5, method="movement", params=[(model, "weight")])
 
 
 def test_taylor_scores_use_the_effective_weight_of_a_pruned_param():

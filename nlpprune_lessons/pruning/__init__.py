@@ -4,7 +4,7 @@ and compact sparse storage (bitmask + values in safetensors); one-shot pruning o
 calibration data (magnitude, Wanda, N:M, SparseGPT-style update) for lesson 09. Pruning during
 fine-tuning of lesson 07 is in :mod:`nlpprune_lessons.pruning.finetune`."""
 
-from .importance import magnitude_scores, random_scores, taylor_scores, wanda_scores
+from .importance import magnitude_scores, movement_scores, random_scores, taylor_scores, wanda_scores
 from .masks import METHODS, SCOPES, install_mask, l1_penalty, make_permanent, nm_mask, prune, row_mask, topk_mask
 from .params import (
     check_params,
@@ -43,6 +43,7 @@ __all__ = [
     "load_sparse",
     "magnitude_scores",
     "make_permanent",
+    "movement_scores",
     "nm_mask",
     "param_name",
     "parse_sparsity",

@@ -60,6 +60,26 @@ def taylor_scores(
     from :func:`torch.autograd.grad`, so no ``.grad`` attribute is read or changed (training is not
     affected). cuDNN is disabled meanwhile because its RNN backward refuses eval mode.
     """
+    return _weight_gradient_sums(model, params, data, loss_fn, max_batches, lambda wg: wg.abs())
+
+
+def movement_scores(
+    model: nn.Module,
+    params: Sequence[Param],
+    data: Iterable[Batch],
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] = default_loss,
+    max_batches: int | None = None,
+) -> list[torch.Tensor]:
+    """``-sum over batches of w * dL/dw``: what movement pruning's scores (Sanh et al., 2020) accumulate
+    under plain gradient descent, read at the current weights. High: the gradient pushes the weight away
+    from zero; low: towards zero. It is also minus the first-order estimate of the loss change when
+    the weight is removed, so the lowest scores are the weights whose removal the linear model predicts
+    to *help*. Same mechanics as :func:`taylor_scores`, without the absolute value."""
+    return _weight_gradient_sums(model, params, data, loss_fn, max_batches, lambda wg: -wg)
+
+
+def _weight_gradient_sums(model, params, data, loss_fn, max_batches, term) -> list[torch.Tensor]:
+    """Sum over batches of ``term(w * dL/dw)`` for each effective weight (see :func:`taylor_scores`)."""
     leaves = [stored_param(m, n) for m, n in params]
     flags = [leaf.requires_grad for leaf in leaves]
     device = leaves[0].device
@@ -78,12 +98,12 @@ def taylor_scores(
                 grads = torch.autograd.grad(loss, weights, allow_unused=True)
                 for score, w, g in zip(scores, weights, grads):
                     if g is not None:
-                        score += (w.detach() * g).abs()
+                        score += term(w.detach() * g)
                 batches += 1
     finally:
         model.train(was_training)
         for leaf, flag in zip(leaves, flags):
             leaf.requires_grad_(flag)
     if batches == 0:
-        raise ValueError("data yielded no batches: Taylor scores need at least one batch")
+        raise ValueError("data yielded no batches: gradient-based scores need at least one batch")
     return scores

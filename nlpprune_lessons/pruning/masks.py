@@ -9,10 +9,12 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..train import default_loss
-from .importance import Batch, magnitude_scores, random_scores, taylor_scores
+from .importance import Batch, magnitude_scores, movement_scores, random_scores, taylor_scores
 from .params import Param, check_params, effective_weight, is_pruned, param_name, pruned_params
 
-METHODS = ("magnitude", "random", "taylor", "l1")
+METHODS = ("magnitude", "random", "taylor", "movement", "l1")
+#: The methods that read gradients on ``data``.
+GRADIENT_METHODS = ("taylor", "movement")
 SCOPES = ("global", "layer")
 
 
@@ -115,8 +117,9 @@ def _scores(
 ) -> list[torch.Tensor]:
     if method == "random":
         return random_scores(params, torch.Generator().manual_seed(seed))
-    if method == "taylor":
-        return taylor_scores(model, params, data, loss_fn or default_loss)
+    if method in GRADIENT_METHODS:
+        scores = taylor_scores if method == "taylor" else movement_scores
+        return scores(model, params, data, loss_fn or default_loss)
     return magnitude_scores(params)
 
 
@@ -139,7 +142,9 @@ def prune(
 
     - ``method``: ``"magnitude"`` (|w|), ``"random"`` (seeded by ``seed``), ``"taylor"`` (|w * dL/dw|
       summed over the batches of ``data``, loss ``loss_fn`` or :func:`~nlpprune_lessons.train.default_loss`),
-      ``"l1"`` (magnitude thresholding, meant for a model trained with :func:`l1_penalty` added to its
+      ``"movement"`` (``-w * dL/dw`` summed the same way: movement pruning's score read in one pass,
+      :func:`~nlpprune_lessons.pruning.importance.movement_scores`; lesson 07 shows why it fails on a
+      converged model), ``"l1"`` (magnitude thresholding, meant for a model trained with :func:`l1_penalty` added to its
       loss, which drives unimportant weights towards zero first).
     - ``scope``: ``"global"`` (one threshold over all selected weights: exactly ``round(amount * total)``
       zeros; for magnitude the same mask as ``prune.global_unstructured(..., L1Unstructured)``) or
@@ -154,8 +159,8 @@ def prune(
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
     params = check_params(model, params)
-    if method == "taylor" and data is None:
-        raise ValueError("method 'taylor' needs data: an iterable of batches to take gradients on")
+    if method in GRADIENT_METHODS and data is None:
+        raise ValueError(f"method {method!r} needs data: an iterable of batches to take gradients on")
     scores = [
         torch.where(effective_weight(m, n).detach() == 0, float("-inf"), s)
         for (m, n), s in zip(params, _scores(model, params, method, data, loss_fn, seed))
