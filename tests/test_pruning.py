@@ -262,6 +262,21 @@ def test_movement_scores_are_minus_the_signed_taylor_terms():
         prune(model, 0.5, method="movement", params=[(model, "weight")])
 
 
+def test_pruned_weight_size_reports_the_removed_weights_mean_magnitude():
+    from nlpprune_lessons.pruning.report import pruned_weight_size
+
+    model = _tiny_linear()
+    with pytest.raises(ValueError, match="no masked-out weights"):
+        pruned_weight_size(model)
+    weight = model.weight.detach().abs().clone()
+    prune(model, 0.5, params=[(model, "weight")])
+    removed = weight[model.weight_mask == 0]
+    size = pruned_weight_size(model)
+    assert size["mean_abs_removed"] == pytest.approx(removed.mean().item())
+    assert size["mean_abs_all"] == pytest.approx(weight.mean().item())
+    assert size["mean_abs_removed"] < size["mean_abs_all"]  # magnitude pruning removes the small ones
+
+
 def test_taylor_scores_use_the_effective_weight_of_a_pruned_param():
     model = _tiny_linear()
     prune(model, 0.5, params=[(model, "weight")])

@@ -100,3 +100,21 @@ def block_sparsity(model: nn.Module) -> pd.DataFrame:
             if isinstance(module, nn.Linear)
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("block")
+
+
+@torch.no_grad()
+def pruned_weight_size(model: nn.Module) -> dict[str, float]:
+    """How large the weights that the masks removed were: mean ``|w|`` of the masked-out weights and of
+    all masked weights (their stored values, before the mask). Which weights a method removes often
+    explains what the removal costs."""
+    removed = total = 0.0
+    count_removed = count_total = 0
+    for module, name in pruned_params(model):
+        weight, mask = getattr(module, f"{name}_orig").abs(), getattr(module, f"{name}_mask") == 0
+        removed += float(weight[mask].sum())
+        total += float(weight.sum())
+        count_removed += int(mask.sum())
+        count_total += weight.numel()
+    if count_removed == 0:
+        raise ValueError("the model has no masked-out weights: prune it first")
+    return {"mean_abs_removed": removed / count_removed, "mean_abs_all": total / count_total}
