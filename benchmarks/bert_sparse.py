@@ -51,7 +51,7 @@ SEED = 0
 TARGETS = {0.5: 0.99, 0.9: 0.97, 0.95: 0.92}  # best method's share of dense test accuracy
 #: Learning-rate candidates per method; validation picks one per method and sparsity. Movement pruning
 #: gets one rate: an earlier run with one rate per method (chosen at 90%) found it at the majority
-#: class at 1e-4, 3e-4 and 1e-3 alike (results/reference/bert_sparse_one_rate.json), so the default set
+#: class at 1e-4, 3e-4 and 1e-3 alike (results/reference/bert_sparse.json), so the default set
 #: does not spend a search on it; ``--lrs`` brings one back.
 LR_CANDIDATES = {"one-shot": (3e-4, 1e-3), "gradual": (3e-4, 1e-3), "movement": (1e-4,)}
 
