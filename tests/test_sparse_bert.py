@@ -13,7 +13,7 @@ from transformers import BertForSequenceClassification
 from nlpprune_lessons.assets import MissingAssetError
 from nlpprune_lessons.models.transformers import encode_for_encoder, load_encoder_classifier
 from nlpprune_lessons.pruning import default_params, param_name, prune, sparsity_report
-from nlpprune_lessons.pruning.finetune import evaluate_sparse, sparse_fine_tune
+from nlpprune_lessons.pruning.finetune import compare_sparse_methods, evaluate_sparse, sparse_fine_tune
 from nlpprune_lessons.pruning import MovementPruner, topk_mask
 from nlpprune_lessons.pruning.report import block_sparsity
 from nlpprune_lessons.train import classifier_logits, linear_warmup_decay, train_classifier
@@ -347,6 +347,19 @@ def test_sparse_fine_tune_is_seeded():
             for _ in range(2)]
     torch.rand(5)  # whatever ran before does not matter
     assert runs[0]["history"]["step_loss"] == runs[1]["history"]["step_loss"]
+
+
+def test_compare_sparse_methods_takes_a_rate_per_method_and_sparsity():
+    loaders = {"train": toy_loader(), "validation": toy_loader(seed=2, shuffle=False),
+               "test": toy_loader(seed=3, shuffle=False)}
+    lrs = {"one-shot": 1e-3, ("one-shot", 0.5): 3e-4}  # a (method, sparsity) rate wins over the method's
+    records, kept = compare_sparse_methods(tiny_bert(), loaders, ["one-shot"], [0.5, 0.8], lrs, distill=(False,),
+                                           keep=[("one-shot", 0.8, False)], progress=False)
+    assert [(r["sparsity_target"], r["lr"]) for r in records] == [(0.5, 3e-4), (0.8, 1e-3)]
+    assert [r["prunable_sparsity"] for r in records] == pytest.approx([0.5, 0.8], abs=1e-3)
+    assert list(kept) == [("one-shot", 0.8, False)]
+    with pytest.raises(ValueError, match=r"\('gradual', 0.5\)"):
+        compare_sparse_methods(tiny_bert(), loaders, ["gradual"], [0.5], {("gradual", 0.9): 1e-3}, progress=False)
 
 
 def test_sparse_fine_tune_validates_arguments():

@@ -121,7 +121,7 @@ def compare_sparse_methods(
     loaders: dict[str, Iterable[dict[str, torch.Tensor]]],
     methods: Sequence[str],
     sparsities: Sequence[float],
-    lrs: dict[str, float],
+    lrs: dict[str | tuple[str, float], float],
     *,
     distill: Sequence[bool] = (False, True),
     keep: Sequence[tuple[str, float, bool]] = (),
@@ -129,7 +129,8 @@ def compare_sparse_methods(
     **kwargs,
 ) -> tuple[list[dict], dict[tuple[str, float, bool], nn.Module]]:
     """Run :func:`sparse_fine_tune` for every method x sparsity x distillation setting, each method at
-    its own learning rate ``lrs[method]``; ``loaders`` needs ``train``, ``validation`` and ``test``.
+    its own learning rate: ``lrs[(method, sparsity)]`` if given, else ``lrs[method]`` (a 50% cut and a
+    90% cut may need different rates); ``loaders`` needs ``train``, ``validation`` and ``test``.
 
     Returns one record per run (settings, validation and test accuracy, both sparsities, seconds) and
     the pruned models named in ``keep`` as ``(method, sparsity, distill)`` (the others are dropped to
@@ -137,14 +138,16 @@ def compare_sparse_methods(
     """
     from tqdm.auto import tqdm
 
-    missing = [m for m in methods if m not in lrs]
+    rate = {(m, s): lrs.get((m, s), lrs.get(m)) for s in sparsities for m in methods}
+    missing = [run for run, lr in rate.items() if lr is None]
     if missing:
-        raise ValueError(f"lrs has no learning rate for {missing}; give one per method")
+        raise ValueError(f"lrs has no learning rate for (method, sparsity) {missing}; give one per method "
+                         "or per (method, sparsity)")
     grid = [(m, s, d) for s in sparsities for m in methods for d in distill]
     records, kept = [], {}
     for method, sparsity, use_kd in tqdm(grid, desc="runs", disable=not progress):
         model, record = sparse_fine_tune(dense, loaders["train"], loaders["validation"], method, sparsity,
-                                         lr=lrs[method], distill=use_kd, **kwargs)
+                                         lr=rate[(method, sparsity)], distill=use_kd, **kwargs)
         # the run's last validation saw the final weights and masks (restore_best=False): reuse it
         scores = {"validation_accuracy": record["history"]["val_accuracy"][-1],
                   **evaluate_sparse(model, {"test": loaders["test"]})}
