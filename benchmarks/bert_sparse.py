@@ -13,13 +13,15 @@ results/bert_sparse.json and prints the table and the issue's targets:
     python benchmarks/bert_sparse.py --sparsities 0.5 0.8 0.9 0.95   # + 80%: the set in results/reference
     python benchmarks/bert_sparse.py --methods movement --sparsities 0.9 --lrs 3e-4 --kd-at
     python benchmarks/bert_sparse.py --methods one-shot --sparsities 0.9 0.95 --lrs 1e-3 --epochs 2
+    python benchmarks/bert_sparse.py --methods one-shot --sparsities 0.9 0.95 --lrs 1e-3 --train-embeddings
 
 Every method runs without distillation at every sparsity and at every learning rate of
 ``LR_CANDIDATES``; validation chooses the rate of each method *at each sparsity* (a lightly pruned
 model needs a small step, a 90% cut a large one). The ``--kd-at`` sparsities (default 90% and 95%,
 where the targets are hardest) also get a run distilled from the dense teacher, at the chosen rate.
 Runs go to ``--workers`` processes (default 2 on a CPU: two one-thread processes finish more runs
-per hour than one two-thread process); a one-epoch run takes about 5-8 minutes on one thread.
+per hour than one two-thread process); a one-epoch run took 5-11 minutes on one thread (movement
+pruning's are the slowest, distilled runs are slower than plain ones).
 
 Each finished run is appended to a journal in the course cache (``bert_sparse-<mode>.jsonl``; the
 90% model measured for storage and latency is saved beside it), and a new start skips the runs the
@@ -51,7 +53,7 @@ SEED = 0
 TARGETS = {0.5: 0.99, 0.9: 0.97, 0.95: 0.92}  # best method's share of dense test accuracy
 #: Learning-rate candidates per method; validation picks one per method and sparsity. Movement pruning
 #: gets one rate: an earlier run with one rate per method (chosen at 90%) found it at the majority
-#: class at 1e-4, 3e-4 and 1e-3 alike (results/reference/bert_sparse.json), so the default set
+#: class at 1e-4, 3e-4 and 1e-3 alike (results/reference/bert_sparse.json as of commit 7ffc199), so the default set
 #: does not spend a search on it; ``--lrs`` brings one back.
 LR_CANDIDATES = {"one-shot": (3e-4, 1e-3), "gradual": (3e-4, 1e-3), "movement": (1e-4,)}
 
