@@ -239,16 +239,18 @@ def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def _optimizer(model: nn.Module, lr: float, weight_decay: float, param_groups) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, lr: float, weight_decay: float, param_groups, fused: bool = False
+               ) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters; ``param_groups`` (each a dict with ``params`` and its own
-    settings, e.g. movement scores with a larger lr) take their parameters out of the default group."""
+    settings, e.g. movement scores with a larger lr) take their parameters out of the default group.
+    ``fused``: PyTorch's fused AdamW kernel (CPU and CUDA; same update, different rounding)."""
     for group in param_groups or []:
         if not isinstance(group, dict) or "params" not in group:
             raise ValueError("param_groups entries must be dicts with a 'params' list, as torch.optim expects")
     groups = [{**g, "params": list(g["params"])} for g in (param_groups or [])]
     claimed = {id(p) for g in groups for p in g["params"]}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in claimed]
-    return torch.optim.AdamW([{"params": rest}, *groups], lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW([{"params": rest}, *groups], lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def _check_kd_settings(temperature: float, weight: float, prefix: str = "") -> None:
@@ -323,6 +325,7 @@ def train_classifier(
     kd_hidden_weight: float = 1.0,
     param_groups: Sequence[dict] | None = None,
     mixed_precision: bool | None = None,
+    fused_optimizer: bool = False,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> History:
@@ -339,6 +342,9 @@ def train_classifier(
       optimiser step (e.g. a gradual pruner); ``param_groups`` give some parameters their own settings.
     - ``mixed_precision``: float16 autocast with a gradient scaler; default on for CUDA only (on CPU
       it is refused: float16 matmuls there are slow and bfloat16 changes results).
+    - ``fused_optimizer``: AdamW's fused kernel. The same update rule, rounded differently (results are
+      not bit-identical to the default's); on one CPU thread its step over MiniLM's 22M parameters took
+      0.04 s against 0.23 s, which is most of what training the embedding table costs per step.
 
     Early stopping: after ``patience`` epochs without a lower validation loss, training stops. The
     model ends with its best validation epoch's weights, or with the last epoch's when
@@ -360,7 +366,9 @@ def train_classifier(
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
-    optimizer = _optimizer(model, lr, weight_decay, param_groups)
+    if not isinstance(fused_optimizer, bool):
+        raise TypeError(f"fused_optimizer must be True or False, got {fused_optimizer!r}")
+    optimizer = _optimizer(model, lr, weight_decay, param_groups, fused_optimizer)
     scheduler = None
     if schedule == "linear":  # needs the number of steps: train_loader must have a length
         total_steps = epochs * len(train_loader)

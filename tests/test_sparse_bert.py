@@ -15,6 +15,7 @@ from nlpprune_lessons.models.transformers import encode_for_encoder, load_encode
 from nlpprune_lessons.pruning import default_params, param_name, prune, sparsity_report
 from nlpprune_lessons.pruning.finetune import compare_sparse_methods, evaluate_sparse, sparse_fine_tune
 from nlpprune_lessons.pruning import MovementPruner, topk_mask
+from nlpprune_lessons.pruning.masks import kth_smallest
 from nlpprune_lessons.pruning.report import block_sparsity
 from nlpprune_lessons.train import classifier_logits, linear_warmup_decay, train_classifier
 from tiny_models import tiny_bert, toy_loader
@@ -124,6 +125,22 @@ def test_train_classifier_rejects_bad_options(kwargs):
         train_classifier(tiny_bert(), toy_loader(), toy_loader(), epochs=1, progress=False, **kwargs)
 
 
+def test_fused_optimizer_follows_the_default_update_and_is_checked():
+    """The fused AdamW kernel is the same update, rounded differently: after one epoch the weights agree
+    with the default optimiser's to float32 rounding."""
+    trained = []
+    for fused in (False, True):
+        model = tiny_bert()
+        torch.manual_seed(0)
+        train_classifier(model, toy_loader(), toy_loader(seed=2), epochs=1, lr=1e-3, fused_optimizer=fused,
+                         progress=False, restore_best=False)
+        trained.append(model.classifier.weight.detach().clone())
+    assert not torch.equal(trained[0], tiny_bert().classifier.weight)  # it trained
+    torch.testing.assert_close(trained[1], trained[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="fused_optimizer"):
+        train_classifier(tiny_bert(), toy_loader(), toy_loader(), epochs=1, fused_optimizer="yes", progress=False)
+
+
 def test_distillation_from_identical_teacher_has_zero_kd_term():
     """With weight 1 and the teacher equal to the student, the distillation loss starts at 0."""
     from nlpprune_lessons.train import distillation_loss
@@ -188,6 +205,27 @@ def test_topk_mask_count_is_exact_with_ties(sparsity):
     assert int(mask.sum()) == 10 - round(sparsity * 10)
     if 0 < sparsity < 1:  # never keeps a lower score while dropping a higher one
         assert scores[mask.bool()].min() >= scores[~mask.bool()].max()
+
+
+@pytest.mark.parametrize("k_share", [0.0, 0.5, 0.9, 0.9999, 1.0])
+def test_kth_smallest_equals_kthvalue_on_large_tensors(k_share):
+    values = torch.randn(1 << 21, generator=torch.Generator().manual_seed(1))
+    k = max(1, round(k_share * values.numel()))
+    assert kth_smallest(values, k) == values.kthvalue(k).values
+
+
+def test_kth_smallest_handles_ties_and_a_misleading_sample():
+    ties = torch.zeros(1 << 21)
+    ties[:5000] = 1.0
+    for k in (1, ties.numel() - 5000, ties.numel() - 4999, ties.numel()):
+        assert kth_smallest(ties, k) == ties.kthvalue(k).values
+    # every sampled position (stride n // 65536 | 1) holds a huge value: the bracket misses, the fallback answers
+    misleading = torch.arange(1 << 21, dtype=torch.float32)
+    misleading[::misleading.numel() // 65536 | 1] = 1e9
+    for k in (10, 1 << 20):
+        assert kth_smallest(misleading, k) == misleading.kthvalue(k).values
+    with pytest.raises(ValueError, match="k must be in"):
+        kth_smallest(ties, 0)
 
 
 def test_movement_masks_keep_top_k_and_gradients_reach_the_scores():

@@ -29,6 +29,32 @@ def _check_amount(amount: float) -> float:
     return check_fraction(amount, "amount", "the fraction of weights that are zero")
 
 
+#: Below this many values :func:`kth_smallest` calls :meth:`torch.Tensor.kthvalue` directly.
+_BAND_MIN_NUMEL = 1 << 20
+
+
+def kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th smallest entry (1-based) of the 1-D tensor ``values``: exactly
+    ``values.kthvalue(k).values``, found faster on large tensors. A strided sample brackets the
+    answer, and ``kthvalue`` runs on the values inside the bracket only; if the bracket misses (never
+    seen, possible on adversarial data) it falls back to the whole tensor. Movement pruning needs this
+    once per step over MiniLM's 10.6M encoder scores: 0.22 s for ``kthvalue`` on one CPU thread."""
+    n = values.numel()
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    if n < _BAND_MIN_NUMEL:
+        return values.kthvalue(k).values
+    sample = values[::n // 65536 | 1]  # an odd stride, so it does not follow a power-of-two row length
+    m, q, margin = sample.numel(), k / n, 0.004
+    lo = sample.kthvalue(max(1, int((q - margin) * m))).values
+    hi = sample.kthvalue(min(m, int((q + margin) * m) + 1)).values
+    below = int((values < lo).count_nonzero())
+    band = values[(values >= lo) & (values <= hi)]
+    if below < k <= below + band.numel():
+        return band.kthvalue(k - below).values
+    return values.kthvalue(k).values
+
+
 def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Float mask of ``scores``' shape keeping exactly the ``numel - round(sparsity * numel)`` highest
     scores. The threshold comes from :meth:`torch.Tensor.kthvalue`: on CPU about 2.5x faster than
@@ -40,9 +66,9 @@ def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     k = round(sparsity * flat.numel())
     if k == 0:
         return torch.ones_like(scores)
-    threshold = flat.kthvalue(k).values
+    threshold = kth_smallest(flat, k)
     keep = flat > threshold
-    missing = flat.numel() - k - int(keep.sum())
+    missing = flat.numel() - k - int(keep.count_nonzero())  # count_nonzero: 7x faster than a bool sum
     if missing > 0:  # ties at the threshold: keep the last ones, so exactly numel - k survive
         keep[(flat == threshold).nonzero().squeeze(1)[-missing:]] = True
     return keep.view_as(scores).to(scores.dtype)
