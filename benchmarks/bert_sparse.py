@@ -47,7 +47,7 @@ import torch
 from nlpprune_lessons import config, encoder_recipes
 from nlpprune_lessons.bench import compare_latency
 from nlpprune_lessons.pruning import default_params, install_mask, load_sparse, save_sparse
-from nlpprune_lessons.pruning.finetune import SPARSE_METHODS, compare_sparse_methods
+from nlpprune_lessons.pruning.finetune import OPTIMIZER, SPARSE_METHODS, compare_sparse_methods
 from nlpprune_lessons.results import save_results
 from nlpprune_lessons.train import evaluate_classifier
 
@@ -160,7 +160,7 @@ def main() -> int:
     def key(method: str, sparsity: float, lr: float, use_kd: bool) -> str:
         return json.dumps({"method": method, "sparsity": sparsity, "lr": lr, "distill": use_kd, "epochs": args.epochs,
                            "dense_test_accuracy": round(dense_test, 6), "freeze_embeddings": args.freeze_embeddings,
-                           "optimizer": "AdamW (fused)"})
+                           "optimizer": OPTIMIZER})
 
     candidates = {m: tuple(args.lrs or LR_CANDIDATES[m]) for m in args.methods}
     searches = {(m, s): candidates[m] for m in args.methods for s in args.sparsities}

@@ -25,6 +25,8 @@ SPARSE_METHODS = ("one-shot", "gradual", "movement")
 #: ``prune_until`` (after it, gradual pruning's masks are fixed; movement pruning's sparsity is fixed
 #: but its scores keep learning which weights to keep); movement pruning starts after
 #: ``movement_warmup`` (its scores first need a few steps of gradient; Sanh et al. warm up too).
+#: The optimiser of every pruning run, as named in its record (and in the benchmark's journal keys).
+OPTIMIZER = "AdamW (fused)"
 SCHEDULE = dict(prune_until=0.7, movement_warmup=0.1, pruning_events=20, warmup_ratio=0.1)
 
 
@@ -101,7 +103,7 @@ def sparse_fine_tune(
     release_memory()  # the optimiser state and activations are gone; give the memory back
     record = {"method": method, "sparsity_target": sparsity, "distill": distill, "lr": lr, "epochs": epochs,
               "steps": total, "seconds": time.perf_counter() - start, "scope": scope,
-              "freeze_embeddings": freeze_embeddings, "optimizer": "AdamW (fused)",
+              "freeze_embeddings": freeze_embeddings, "optimizer": OPTIMIZER,
               "schedule": [] if pruner is None else pruner.history, "history": vars(history)}
     return model.eval(), record
 
