@@ -13,6 +13,7 @@ from transformers import BertForSequenceClassification
 from nlpprune_lessons.assets import MissingAssetError
 from nlpprune_lessons.models.transformers import encode_for_encoder, load_encoder_classifier
 from nlpprune_lessons.pruning import default_params, param_name, prune, sparsity_report
+from nlpprune_lessons.pruning import finetune
 from nlpprune_lessons.pruning.finetune import compare_sparse_methods, evaluate_sparse, sparse_fine_tune
 from nlpprune_lessons.pruning import MovementPruner, topk_mask
 from nlpprune_lessons.pruning.masks import kth_smallest
@@ -374,6 +375,34 @@ def test_sparse_fine_tune_hits_the_target_and_pruned_weights_stay_zero(method, d
     assert sparsity_report(dense).prunable_sparsity == 0
     train_classifier(model, toy_loader(), toy_loader(seed=2), epochs=1, lr=1e-2, progress=False, restore_best=False)
     assert sparsity_report(model).prunable_sparsity == pytest.approx(0.8, abs=1e-3)
+
+
+@pytest.mark.parametrize("distill, hidden_weight, expected_map", [
+    (True, 1.0, {1: 1, 2: 2}),  # every layer's output to the same layer's: pruning kept the architecture
+    (True, 0.0, None),          # logits only
+    (False, 1.0, None),         # no teacher, no distillation of any kind
+])
+def test_sparse_fine_tune_distils_every_layer_output_when_asked(monkeypatch, distill, hidden_weight, expected_map):
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return train_classifier(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "train_classifier", spy)
+    dense = tiny_bert()  # two layers: hidden states 0 (embeddings) to 2
+    _, record = sparse_fine_tune(dense, toy_loader(), toy_loader(seed=2), "one-shot", 0.5, lr=1e-3, distill=distill,
+                                 kd_hidden_weight=hidden_weight)
+    assert seen["kd_hidden_map"] == expected_map
+    assert (seen["teacher"] is dense) == distill
+    assert record["kd_hidden_weight"] == (hidden_weight if distill else 0.0)
+
+
+@pytest.mark.parametrize("bad", [-0.5, True, "1"])
+def test_sparse_fine_tune_rejects_a_bad_hidden_distillation_weight(bad):
+    with pytest.raises(ValueError, match="kd_hidden_weight"):
+        sparse_fine_tune(tiny_bert(), toy_loader(), toy_loader(), "one-shot", 0.5, lr=1e-3, distill=True,
+                         kd_hidden_weight=bad)
 
 
 def test_sparse_fine_tune_is_seeded():

@@ -21,12 +21,15 @@ from .schedule import GradualPruner
 
 #: How the zeros are chosen and when.
 SPARSE_METHODS = ("one-shot", "gradual", "movement")
+#: The optimiser of every pruning run, as named in its record (and in the benchmark's journal keys).
+OPTIMIZER = "AdamW (fused)"
+#: Weight of the hidden-state term in distilled runs (the mean squared error between each layer's
+#: output and the teacher's, added to the logit distillation loss); lesson 08's recovery uses the same.
+KD_HIDDEN_WEIGHT = 1.0
 #: Schedule shape, as fractions of all steps: gradual and movement pruning reach the final sparsity at
 #: ``prune_until`` (after it, gradual pruning's masks are fixed; movement pruning's sparsity is fixed
 #: but its scores keep learning which weights to keep); movement pruning starts after
 #: ``movement_warmup`` (its scores first need a few steps of gradient; Sanh et al. warm up too).
-#: The optimiser of every pruning run, as named in its record (and in the benchmark's journal keys).
-OPTIMIZER = "AdamW (fused)"
 SCHEDULE = dict(prune_until=0.7, movement_warmup=0.1, pruning_events=20, warmup_ratio=0.1)
 
 
@@ -47,6 +50,7 @@ def sparse_fine_tune(
     distill: bool = False,
     kd_temperature: float = 2.0,
     kd_weight: float = 0.5,
+    kd_hidden_weight: float = KD_HIDDEN_WEIGHT,
     score_lr: float = 1e-2,
     scope: str = "global",
     freeze_embeddings: bool = False,
@@ -55,8 +59,10 @@ def sparse_fine_tune(
 ) -> tuple[nn.Module, dict]:
     """A copy of ``dense`` pruned to ``sparsity`` of its prunable weights (encoder Linears for a
     transformer) by ``method``, fine-tuned for ``epochs`` with masks kept (AdamW, linear warm-up and
-    decay; PyTorch's fused AdamW kernel). With ``distill=True`` the dense model is the teacher (logit
-    distillation).
+    decay; PyTorch's fused AdamW kernel). With ``distill=True`` the dense model is the teacher: its
+    softened logits (``kd_temperature``, ``kd_weight``) and, with ``kd_hidden_weight`` > 0, every
+    layer's output (:func:`~nlpprune_lessons.train.hidden_state_loss`, layer ``i`` to layer ``i``:
+    unstructured pruning keeps the architecture; 0 distils the logits only).
 
     ``scope`` applies to every method: ``"global"`` (default) ranks all encoder weights together, so
     each method also decides how the sparsity is spread over the matrices; ``"layer"`` gives every
@@ -76,6 +82,15 @@ def sparse_fine_tune(
         raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
     if not isinstance(distill, bool):
         raise TypeError(f"distill must be True or False, got {distill!r}")
+    if isinstance(kd_hidden_weight, bool) or not isinstance(kd_hidden_weight, (int, float)) or kd_hidden_weight < 0:
+        raise ValueError(f"kd_hidden_weight must be a number >= 0 (0: distil the logits only), got {kd_hidden_weight!r}")
+    hidden_map = None
+    if distill and kd_hidden_weight > 0:
+        layers = getattr(getattr(dense, "config", None), "num_hidden_layers", None)
+        if layers is None:
+            raise ValueError("hidden-state distillation needs a transformers model (config.num_hidden_layers); "
+                             "pass kd_hidden_weight=0 to distil the logits only")
+        hidden_map = {i: i for i in range(1, layers + 1)}  # hidden state 0 is the embeddings' output
     config.set_seed(seed)
     model = copy.deepcopy(dense).train()
     total = epochs * len(train_loader)
@@ -96,12 +111,14 @@ def sparse_fine_tune(
         history = train_classifier(
             model, train_loader, val_loader, epochs=epochs, lr=lr, schedule="linear",
             warmup_ratio=SCHEDULE["warmup_ratio"], teacher=dense if distill else None, kd_temperature=kd_temperature,
-            kd_weight=kd_weight, param_groups=param_groups, on_step=on_step, restore_best=False,
+            kd_weight=kd_weight, kd_hidden_map=hidden_map, kd_hidden_weight=kd_hidden_weight,
+            param_groups=param_groups, on_step=on_step, restore_best=False,
             fused_optimizer=True, progress=progress)  # fused AdamW: several times faster on CPU
     if method == "movement":
         pruner.finalize()
     release_memory()  # the optimiser state and activations are gone; give the memory back
-    record = {"method": method, "sparsity_target": sparsity, "distill": distill, "lr": lr, "epochs": epochs,
+    record = {"method": method, "sparsity_target": sparsity, "distill": distill,
+              "kd_hidden_weight": kd_hidden_weight if distill else 0.0, "lr": lr, "epochs": epochs,
               "steps": total, "seconds": time.perf_counter() - start, "scope": scope,
               "freeze_embeddings": freeze_embeddings, "optimizer": OPTIMIZER,
               "schedule": [] if pruner is None else pruner.history, "history": vars(history)}
