@@ -182,12 +182,17 @@ def main() -> int:
         pending = {}
         queue: list[tuple[str, float, float, bool]] = []  # runs waiting for a free worker
 
+        def model_path(run: tuple[str, float, float, bool]) -> Path | None:
+            """Where the run saves its model: only the run measured for storage and latency does."""
+            method, sparsity, lr, use_kd = run
+            return keep_path(lr) if (method, sparsity, use_kd) == keep else None
+
         def submit(method: str, sparsity: float, lr: float, use_kd: bool) -> None:
             """Queue a run (a distilled one first: it ends the longest chain, search then distillation)
             unless the journal holds it."""
             run = (method, sparsity, lr, use_kd)
-            is_kept = (method, sparsity, use_kd) == keep
-            if key(*run) in journal.runs and (not is_kept or keep_path(lr).exists()):
+            path = model_path(run)
+            if key(*run) in journal.runs and (path is None or path.exists()):
                 finish(run, journal.runs[key(*run)])
                 return
             if use_kd:
@@ -198,9 +203,9 @@ def main() -> int:
         def start_queued() -> None:
             while queue and len(pending) < args.workers:
                 run = queue.pop(0)
-                is_kept = (run[0], run[1], run[3]) == keep
+                path = model_path(run)
                 pending[pool.submit(_prune_and_fine_tune, *run, args.epochs, args.freeze_embeddings,
-                                    args.kd_hidden_weight, str(keep_path(run[2])) if is_kept else None)] = run
+                                    args.kd_hidden_weight, None if path is None else str(path))] = run
 
         def finish(run: tuple[str, float, float, bool], record: dict) -> None:
             """Record a finished run; when the last candidate of a search is in, choose its learning rate
