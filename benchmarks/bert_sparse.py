@@ -47,12 +47,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from nlpprune_lessons import config, encoder_recipes
-from nlpprune_lessons.bench import compare_latency
+from nlpprune_lessons.core import config
+from nlpprune_lessons.course.results import save_results
+from nlpprune_lessons.evaluate import evaluate_classifier
+from nlpprune_lessons.lessons import l06_bert, l07_sparse_bert
+from nlpprune_lessons.measure.latency import compare_latency
 from nlpprune_lessons.pruning import default_params, install_mask, load_sparse, save_sparse
 from nlpprune_lessons.pruning.finetune import KD_HIDDEN_WEIGHT, OPTIMIZER, SPARSE_METHODS, compare_sparse_methods
-from nlpprune_lessons.results import save_results
-from nlpprune_lessons.train import evaluate_classifier
 
 SEED = 0
 TARGETS = {0.5: 0.99, 0.9: 0.97, 0.95: 0.92}  # best method's share of dense test accuracy
@@ -128,8 +129,8 @@ _WORKER: dict = {}
 def _start_worker(threads: int) -> None:
     """In each worker process: its thread count, then the dense model (from the cache) and the loaders."""
     torch.set_num_threads(threads)
-    dense, data, _ = encoder_recipes.fine_tuned_encoder(SEED, progress=False)
-    _WORKER.update(dense=dense, loaders=encoder_recipes.sparse_loaders(data, SEED))
+    dense, data, _ = l06_bert.fine_tuned_encoder(SEED, progress=False)
+    _WORKER.update(dense=dense, loaders=l07_sparse_bert.sparse_loaders(data, SEED))
 
 
 def _prune_and_fine_tune(method: str, sparsity: float, lr: float, use_kd: bool, epochs: int,
@@ -149,8 +150,8 @@ def main() -> int:
     args = parse_args()
     start = time.perf_counter()
     config.set_seed(SEED)
-    dense, data, meta = encoder_recipes.fine_tuned_encoder(SEED, progress=False)  # trained once, then cached
-    loaders = encoder_recipes.sparse_loaders(data, SEED)
+    dense, data, meta = l06_bert.fine_tuned_encoder(SEED, progress=False)  # trained once, then cached
+    loaders = l07_sparse_bert.sparse_loaders(data, SEED)
     dense_test = evaluate_classifier(dense, loaders["test"])["accuracy"]
     print(f"dense MiniLM: test accuracy {dense_test:.4f} ({len(data.labels['train'])} training reviews, "
           f"{len(meta['history']['step_loss'])} steps); {len(loaders['train'])} steps per pruning epoch; "

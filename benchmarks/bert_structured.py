@@ -25,13 +25,20 @@ import time
 
 import pandas as pd
 
-from nlpprune_lessons import config, encoder_recipes
-from nlpprune_lessons.results import load_results, save_results
-from nlpprune_lessons.structured.slimming import (RECOVERY, SLIM_KINDS, SLIM_PLAN, file_megabytes, latency_table,
-                                                  remove_structures, slim_with_recovery, speed_accuracy,
-                                                  vocabulary_pruned)
-from nlpprune_lessons.structured.transformer import load_slim, save_slim
-from nlpprune_lessons.train import evaluate_classifier
+from nlpprune_lessons.core import config
+from nlpprune_lessons.course.results import load_results, save_results
+from nlpprune_lessons.evaluate import evaluate_classifier
+from nlpprune_lessons.lessons import l06_bert, l07_sparse_bert, l08_slim_bert
+from nlpprune_lessons.lessons.l08_slim_bert import RECOVERY, SLIM_PLAN, vocabulary_pruned
+from nlpprune_lessons.measure.size import file_size_bytes
+from nlpprune_lessons.structured.io import load_slim, save_slim
+from nlpprune_lessons.structured.slimming import (
+    SLIM_KINDS,
+    latency_table,
+    remove_structures,
+    slim_with_recovery,
+    speed_accuracy,
+)
 
 SEED = 0
 VARIANTS = ("kd", "hidden", "none")
@@ -68,7 +75,7 @@ def stage_dir():
 
 def measure_latency(models: dict) -> tuple[pd.DataFrame, float]:
     """Latency table of every stage and the last stage's speedup at batch 32 x 64 tokens."""
-    latency = latency_table(models, **encoder_recipes.slim_settings()["latency"], seed=SEED)
+    latency = latency_table(models, **l08_slim_bert.slim_settings()["latency"], seed=SEED)
     print(f"\nlatency (ms), {latency.threads.iloc[0]} threads:")
     print(latency.pivot_table(index="model", columns=["batch", "seq_len"], values="ms", sort=False).round(1).to_string())
     at = latency[(latency.batch == 32) & (latency.seq_len == 64)]
@@ -83,10 +90,10 @@ def speedup_target(speedup: float) -> dict:
 def file_targets(final, dense, dense_test: float) -> list[dict]:
     """The slim file against the dense one, with the encoder cut alone and with the vocabulary cut to
     the training reviews' WordPiece ids too (the embedding table is half of MiniLM's file)."""
-    data = encoder_recipes.encoder_data(SEED)
-    dense_mb = file_megabytes(dense)
+    data = l06_bert.encoder_data(SEED)
+    dense_mb = file_size_bytes(dense)
     small, loaders = vocabulary_pruned(final, data, SEED)
-    ratios = {"encoder cut": file_megabytes(final) / dense_mb, "encoder + vocabulary cut": file_megabytes(small) / dense_mb}
+    ratios = {"encoder cut": file_size_bytes(final) / dense_mb, "encoder + vocabulary cut": file_size_bytes(small) / dense_mb}
     test = evaluate_classifier(small, loaders["test"])["accuracy"]
     print(f"vocabulary cut to {small.config.vocab_size:,} ids: test accuracy {test:.4f}; file ratios {ratios}")
     return ([{"target": f"slim file <= {TARGET_FILE:.0%} of dense ({name})", "measured": ratio, "met": ratio <= TARGET_FILE}
@@ -119,10 +126,10 @@ def main() -> int:
         return remeasure()
     start = time.perf_counter()
     config.set_seed(SEED)
-    dense, data, _ = encoder_recipes.fine_tuned_encoder(SEED, progress=False)
+    dense, data, _ = l06_bert.fine_tuned_encoder(SEED, progress=False)
     dense = dense.to("cpu").eval()
-    loaders = encoder_recipes.sparse_loaders(data, SEED)
-    score_batches = encoder_recipes.slim_settings()["score_batches"]
+    loaders = l07_sparse_bert.sparse_loaders(data, SEED)
+    score_batches = l08_slim_bert.slim_settings()["score_batches"]
     dense_test = evaluate_classifier(dense, loaders["test"])["accuracy"]
     print(f"{config.mode()} | dense test accuracy {dense_test:.4f} | plan {args.plan}")
 
@@ -138,7 +145,7 @@ def main() -> int:
 
     runs, stage_models = [], {}
     for lr in args.lrs:
-        records, models = slim_with_recovery(dense, loaders, args.plan, lr=lr, epochs=args.epochs,
+        records, models = slim_with_recovery(dense, loaders, args.plan, RECOVERY | dict(lr=lr, epochs=args.epochs),
                                              score_batches=score_batches, seed=SEED, progress=False)
         runs.append(("kd", lr, records))
         stage_models[("kd", lr)] = models
@@ -146,9 +153,9 @@ def main() -> int:
               f"test {records[-1]['test_accuracy']:.4f} ({(time.perf_counter() - start) / 60:.1f} min)")
     best_lr = max((r for r in runs), key=lambda r: r[2][-1]["validation_accuracy"])[1]
     for variant in args.variants:
-        records, stage_models[(variant, best_lr)] = slim_with_recovery(dense, loaders, args.plan, lr=best_lr, epochs=args.epochs,
-                                        distill=variant == "hidden", hidden_distill=variant == "hidden",
-                                        score_batches=score_batches, seed=SEED, progress=False)
+        records, stage_models[(variant, best_lr)] = slim_with_recovery(
+            dense, loaders, args.plan, RECOVERY | dict(lr=best_lr, epochs=args.epochs), distill=variant == "hidden",
+            hidden_distill=variant == "hidden", score_batches=score_batches, seed=SEED, progress=False)
         runs.append((variant, best_lr, records))
         print(f"{variant}, lr {best_lr:g}: final validation {records[-1]['validation_accuracy']:.4f}, "
               f"test {records[-1]['test_accuracy']:.4f} ({(time.perf_counter() - start) / 60:.1f} min)")

@@ -27,10 +27,10 @@ import time
 
 import pandas as pd
 
-from nlpprune_lessons import lm_recipes
+from nlpprune_lessons.course.results import save_results
+from nlpprune_lessons.lessons import l09_generation
 from nlpprune_lessons.models.transformers import load_causal_lm
 from nlpprune_lessons.pruning import parse_sparsity
-from nlpprune_lessons.results import save_results
 
 SEED = 0
 TARGET_WANDA_VS_MAGNITUDE, TARGET_WANDA_VS_DENSE, TARGET_RECOVERED = 3.0, 2.0, 1.4
@@ -70,23 +70,23 @@ def parse_args(settings: dict) -> argparse.Namespace:
 
 
 def main() -> int:
-    settings = lm_recipes.lm_settings()
+    settings = l09_generation.lm_settings()
     args = parse_args(settings)
     start = time.perf_counter()
     model, tokenizer = load_causal_lm()
-    text = lm_recipes.heldout_text(tokenizer, settings["eval_tokens"])
+    text = l09_generation.heldout_text(tokenizer, settings["eval_tokens"])
     sequences = max([settings["calibration_sequences"], *args.calibration_sizes])
-    calibration = lm_recipes.calibration_ids(tokenizer, sequences, settings["calibration_length"], seed=SEED)
+    calibration = l09_generation.calibration_ids(tokenizer, sequences, settings["calibration_length"], seed=SEED)
     main_set = calibration[: settings["calibration_sequences"]]
     dense = {"experiment": "dense", "method": "dense", "sparsity": "0", "target_sparsity": 0.0,
-             **lm_recipes.measure(model, tokenizer, text, settings)}
+             **l09_generation.measure(model, tokenizer, text, settings)}
     del model
     print(f"dense SmolLM2: perplexity {dense['perplexity']:.2f} on {settings['eval_tokens']} tokens of "
-          f"{lm_recipes.EVAL_BOOK}", flush=True)
+          f"{l09_generation.EVAL_BOOK}", flush=True)
     records = [dense]
 
     def run(experiment: str, method: str, sparsity, data, update: bool = False, **fine_tune) -> dict:
-        record = {"experiment": experiment, **lm_recipes.pruned_run(method, sparsity, data, text, settings,
+        record = {"experiment": experiment, **l09_generation.pruned_run(method, sparsity, data, text, settings,
                                                                     update=update, **fine_tune)}
         record["ratio_to_dense"] = record["perplexity"] / dense["perplexity"]
         records.append(record)
@@ -102,7 +102,7 @@ def main() -> int:
     for method, sparsity in settings["recovery"] if "recovery" in args.experiments else []:
         run("recovery", method, sparsity, main_set, update=True)
     if "fine-tune" in args.experiments:
-        train_ids = lm_recipes.fine_tune_ids(tokenizer, settings)
+        train_ids = l09_generation.fine_tune_ids(tokenizer, settings)
         for method, sparsity, update, distill in FINE_TUNE_RUNS:
             needs_data = method == "wanda" or update
             run("fine-tune", method, sparsity, main_set if needs_data else None, update, train_ids=train_ids,
@@ -113,7 +113,7 @@ def main() -> int:
     latency = None
     if "latency" in args.experiments:
         model, _ = load_causal_lm()
-        latency = lm_recipes.masked_latency(model)
+        latency = l09_generation.masked_latency(model)
         del model
         records.append({"experiment": "latency", **latency})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -126,7 +126,7 @@ def main() -> int:
         columns = ["experiment", "method", "sparsity", "calibration_sequences", "perplexity", "ratio_to_dense",
                    "prunable_sparsity", "overall_sparsity", "prune_seconds", "fine_tune_seconds"]
         print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
-        print("\ncontinuations of", repr(lm_recipes.PROMPT))
+        print("\ncontinuations of", repr(l09_generation.PROMPT))
         print(table[["method", "sparsity", "continuation"]].to_string(index=False))
     if latency is not None:
         print(f"\nlatency of {latency['module']}, batch 1 x {latency['tokens']} tokens, {latency['threads']} threads: "

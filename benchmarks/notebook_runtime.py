@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from nlpprune_lessons.notebooks import execute_notebook, notebook_paths
-from nlpprune_lessons.report import markdown_table
-from nlpprune_lessons.results import save_results
+from nlpprune_lessons.course.notebooks import execute_notebook, notebook_paths
+from nlpprune_lessons.course.report import markdown_table
+from nlpprune_lessons.course.results import save_results
 
 LIMITS_S = {"FAST": 240, "FULL": 600}
 MEMORY_LIMIT_MB = 2048

@@ -18,12 +18,13 @@ import time
 import pandas as pd
 import torch
 
-from nlpprune_lessons import config, recipes
-from nlpprune_lessons.results import save_results
+from nlpprune_lessons.core import config
+from nlpprune_lessons.course.results import save_results
+from nlpprune_lessons.evaluate import evaluate_classifier, evaluate_language_model
+from nlpprune_lessons.lessons import l02_rnn, l03_unstructured
 from nlpprune_lessons.structured import CRITERIA
-from nlpprune_lessons.structured.experiments import cost_report, iterative_unit_removal
-from nlpprune_lessons.text import batchify, bptt_batches
-from nlpprune_lessons.train import evaluate_classifier, evaluate_language_model
+from nlpprune_lessons.structured.protocols import cost_report, iterative_unit_removal
+from nlpprune_lessons.text.streams import batchify, bptt_batches
 
 FRACTIONS = [0.25, 0.5, 0.75]
 SEQ_LEN = 64
@@ -45,18 +46,18 @@ def one_thread_speedup(model, dense) -> dict:
 def main() -> int:
     start = time.perf_counter()
     config.set_seed(SEED)
-    classifier, sentiment, _ = recipes.trained_classifier(seed=SEED)
-    lm, austen, _ = recipes.trained_language_model(seed=SEED)
+    classifier, sentiment, _ = l02_rnn.trained_classifier(seed=SEED)
+    lm, austen, _ = l02_rnn.trained_language_model(seed=SEED)
     models = {
         "classifier": dict(
             dense=classifier, metric="accuracy",
             evaluate=lambda m: {"accuracy": evaluate_classifier(m, sentiment.loaders["test"])["accuracy"]},
-            fine_tune=lambda m: recipes.fine_tune_classifier(m, sentiment),
+            fine_tune=lambda m: l03_unstructured.fine_tune_classifier(m, sentiment),
             data=list(itertools.islice(sentiment.loaders["train"], 20))),
         "language model": dict(
             dense=lm, metric="perplexity",
             evaluate=lambda m: {"perplexity": evaluate_language_model(m, austen.ids["test"])["perplexity"]},
-            fine_tune=lambda m: recipes.fine_tune_language_model(m, austen),
+            fine_tune=lambda m: l03_unstructured.fine_tune_language_model(m, austen),
             data=list(itertools.islice(bptt_batches(batchify(austen.ids["train"], 32), 35), 20))),
     }
     rows = []

@@ -24,11 +24,13 @@ import time
 
 import pandas as pd
 
-from nlpprune_lessons import config, recipes, sweeps
-from nlpprune_lessons.results import save_results
-from nlpprune_lessons.robustness import RobustnessProbe
-from nlpprune_lessons.text import batchify, bptt_batches
-from nlpprune_lessons.train import evaluate_classifier, evaluate_language_model
+from nlpprune_lessons.core import config
+from nlpprune_lessons.course.results import save_results
+from nlpprune_lessons.evaluate import evaluate_classifier, evaluate_language_model
+from nlpprune_lessons.lessons import l02_rnn, l03_unstructured
+from nlpprune_lessons.lessons.l03_unstructured import RobustnessProbe
+from nlpprune_lessons.pruning import protocols
+from nlpprune_lessons.text.streams import batchify, bptt_batches
 
 SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95]
 GRADUAL_SPARSITIES = [0.8, 0.9]
@@ -40,22 +42,22 @@ SEED = 0
 def main() -> int:
     start = time.perf_counter()
     config.set_seed(SEED)
-    classifier, sentiment, _ = recipes.trained_classifier(seed=SEED)
-    lm, austen, _ = recipes.trained_language_model(seed=SEED)
+    classifier, sentiment, _ = l02_rnn.trained_classifier(seed=SEED)
+    lm, austen, _ = l02_rnn.trained_language_model(seed=SEED)
     probe = RobustnessProbe(sentiment, typo_rate=0.2, drop_rate=0.2, seed=SEED)
     models = {
         "classifier": dict(
             dense=classifier, metric="accuracy",
             evaluate=lambda m: {"accuracy": evaluate_classifier(m, sentiment.loaders["test"])["accuracy"]},
             evaluate_fine_tuned=probe,
-            fine_tune=lambda m: recipes.fine_tune_classifier(m, sentiment),
-            trainer=recipes.classifier_trainer(sentiment),
+            fine_tune=lambda m: l03_unstructured.fine_tune_classifier(m, sentiment),
+            trainer=l03_unstructured.classifier_trainer(sentiment),
             data=list(itertools.islice(sentiment.loaders["train"], 20))),
         "language model": dict(
             dense=lm, metric="perplexity",
             evaluate=lambda m: {"perplexity": evaluate_language_model(m, austen.ids["test"])["perplexity"]},
-            fine_tune=lambda m: recipes.fine_tune_language_model(m, austen),
-            trainer=recipes.language_model_trainer(austen),
+            fine_tune=lambda m: l03_unstructured.fine_tune_language_model(m, austen),
+            trainer=l03_unstructured.language_model_trainer(austen),
             data=list(itertools.islice(bptt_batches(batchify(austen.ids["train"], 32), 35), 20))),
     }
     rows = []
@@ -64,27 +66,27 @@ def main() -> int:
         tuned_evaluate = spec.get("evaluate_fine_tuned", evaluate)
         dense_value = evaluate(spec["dense"])[metric]
         rows.append({"model": name, "recipe": "dense", "sparsity": 0.0, **tuned_evaluate(spec["dense"])})
-        runs = [(f"one-shot {m}", sweeps.one_shot(spec["dense"], evaluate, SPARSITIES, m,
+        runs = [(f"one-shot {m}", protocols.one_shot(spec["dense"], evaluate, SPARSITIES, m,
                                                   data=spec["data"], seed=SEED, progress=False))
                 for m in ("magnitude", "random", "taylor")]
-        runs.append(("one-shot magnitude + fine-tune", sweeps.one_shot(
+        runs.append(("one-shot magnitude + fine-tune", protocols.one_shot(
             spec["dense"], tuned_evaluate, SPARSITIES, "magnitude", fine_tune=spec["fine_tune"], progress=False)))
-        runs.append(("one-shot random + fine-tune", sweeps.one_shot(
+        runs.append(("one-shot random + fine-tune", protocols.one_shot(
             spec["dense"], tuned_evaluate, SPARSITIES, "random", fine_tune=spec["fine_tune"], seed=SEED,
             progress=False)))
-        runs.append(("iterative magnitude + fine-tune", sweeps.iterative(
+        runs.append(("iterative magnitude + fine-tune", protocols.iterative(
             spec["dense"], tuned_evaluate, SPARSITIES, spec["fine_tune"], progress=False)))
         runs.append(("dense + k fine-tuning rounds (control)", [
-            {**r, "sparsity": 0.0} for r in sweeps.dense_control(spec["dense"], tuned_evaluate, spec["fine_tune"],
+            {**r, "sparsity": 0.0} for r in protocols.dense_control(spec["dense"], tuned_evaluate, spec["fine_tune"],
                                                                  rounds=len(SPARSITIES))]))
         train, total_steps = spec["trainer"]
         control = copy.deepcopy(spec["dense"])
         train(control, lambda step: None)
         runs.append(("dense, trained on (control for gradual)", [{"sparsity": 0.0, **tuned_evaluate(control),
                                                                   "prunable_sparsity": 0.0, "overall_sparsity": 0.0}]))
-        runs.append(("gradual magnitude (layer-wise)", sweeps.gradual(
+        runs.append(("gradual magnitude (layer-wise)", protocols.gradual(
             spec["dense"], tuned_evaluate, GRADUAL_SPARSITIES, train, total_steps,
-            prune_until=recipes.GRADUAL["prune_until"], pruning_events=recipes.GRADUAL["pruning_events"],
+            prune_until=l03_unstructured.GRADUAL["prune_until"], pruning_events=l03_unstructured.GRADUAL["pruning_events"],
             progress=False)))
         for recipe, records in runs:
             for r in records:

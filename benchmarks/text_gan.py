@@ -18,11 +18,13 @@ import time
 import pandas as pd
 import torch
 
-from nlpprune_lessons import config, recipes
-from nlpprune_lessons.results import save_results
+from nlpprune_lessons.core import config
+from nlpprune_lessons.course.results import save_results
+from nlpprune_lessons.evaluate import evaluate_generator, generate_sentences
+from nlpprune_lessons.lessons import l05_text_gan
+from nlpprune_lessons.lessons.l05_text_gan import compare_generator_pruning
 from nlpprune_lessons.structured.adversarial import METHODS
-from nlpprune_lessons.structured.experiments import compare_generator_pruning
-from nlpprune_lessons.textgan import adversarial_fine_tune, evaluate_generator, generate, train_steps
+from nlpprune_lessons.training.gan import adversarial_fine_tune, train_steps
 
 FRACTIONS = [0.25, 0.5]
 TEMPERATURES = [0.5, 0.7, 1.0, 1.3]
@@ -33,9 +35,9 @@ COLUMNS = ["bleu2", "bleu3", "bleu4", "self_bleu2", "self_bleu3", "self_bleu4", 
 
 def main() -> int:
     start = time.perf_counter()
-    steps, training = recipes.gan_steps(), recipes.GAN_TRAINING
+    steps, training = l05_text_gan.gan_steps(), l05_text_gan.GAN_TRAINING
     config.set_seed(SEED)
-    generator, data, meta = recipes.mle_generator(seed=SEED, progress=False)
+    generator, data, meta = l05_text_gan.mle_generator(seed=SEED, progress=False)
     n = steps["samples"]
     print(f"MLE generator: test perplexity {meta['test_perplexity_before']:.2f} (lesson 02's model) -> "
           f"{meta['test']['perplexity']:.2f} after {meta['steps']} MLE steps", flush=True)
@@ -65,7 +67,7 @@ def main() -> int:
     print(f"discriminator held-out accuracy after pre-training: {curves['discriminator']['val_accuracy']:.3f}")
     for name, model in (("MLE", generator), ("adversarial", adv)):
         print(f"{name} samples:")
-        for words in generate(model, data, 5, seed=SEED + 1):
+        for words in generate_sentences(model, data, 5, seed=SEED + 1):
             print("   ", " ".join(words))
 
     config.set_seed(SEED)

@@ -4,4 +4,6 @@ Notebooks stay short and import from here; every dataset, model, training loop, 
 and measurement the course uses lives in one module with one job.
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -33,33 +32,6 @@ def macro_f1(preds: Sequence[int] | torch.Tensor, labels: Sequence[int] | torch.
         fn = ((preds != c) & (labels == c)).sum().item()
         scores.append(2 * tp / (2 * tp + fp + fn))
     return sum(scores) / len(scores)
-
-
-def parameter_counts(model: torch.nn.Module) -> "pd.DataFrame":
-    """One row per leaf module with parameters: name, type, kind, parameters, share of the total.
-
-    ``kind`` groups modules the way the pruning lessons discuss them: embedding, recurrent, linear.
-    Shared (tied) parameters are counted once, at their first module.
-    """
-    import pandas as pd
-
-    seen: set[int] = set()
-    rows = []
-    for name, module in model.named_modules():
-        own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
-        if not own:
-            continue
-        seen.update(id(p) for p in own)
-        kind = ("embedding" if isinstance(module, torch.nn.Embedding)
-                else "recurrent" if isinstance(module, torch.nn.RNNBase)
-                else "linear" if isinstance(module, torch.nn.Linear) else "other")
-        rows.append({"module": name or "(root)", "type": type(module).__name__, "kind": kind,
-                     "parameters": sum(p.numel() for p in own)})
-    if not rows:
-        raise ValueError(f"{type(model).__name__} has no parameters to count")
-    table = pd.DataFrame(rows)
-    table["share"] = (table["parameters"] / table["parameters"].sum()).round(4)
-    return table
 
 
 # --------------------------------------------------------------------------- generated text
@@ -128,50 +100,3 @@ def distinct_n(sentences: Sequence[Sequence[str]], n: int) -> float:
     (n,) = _check_orders((n,))
     grams = [tuple(s[i:i + n]) for s in sents for i in range(len(s) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-# --------------------------------------------------------------------------- language models
-@torch.no_grad()
-def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, stride: int | None = None,
-               *, progress=None) -> float:
-    """Token-weighted perplexity of a causal LM on ``text``: ``exp`` of the mean next-token loss.
-
-    The text is tokenised once (no BOS added) and read in windows of ``window`` tokens. With
-    ``stride=None`` the windows do not overlap and the first token of each window is context only
-    (the cheap estimate). With ``stride < window`` each window starts ``stride`` tokens after the
-    previous one and scores only the tokens no earlier window scored, so every token but the first
-    sees at least ``window - stride`` tokens of context (all before it, near the start) (closer to how the model is used, costlier).
-    The model must return an object with ``.logits``; only the scored positions' logits are kept
-    (``logits_to_keep``), so memory stays at one window. ``progress``: e.g. ``tqdm``.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text must be a non-empty string")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
-        raise ValueError(f"window must be an int >= 2 (tokens per forward pass), got {window!r}")
-    stride = window if stride is None else stride
-    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= window:
-        raise ValueError(f"stride must be an int in [1, window={window}] or None, got {stride!r}")
-    ids = torch.as_tensor(tokenizer(text)["input_ids"], dtype=torch.long)
-    if ids.numel() < 2:
-        raise ValueError(f"text has {ids.numel()} token(s): perplexity needs at least two")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    starts = range(0, ids.numel() - 1, stride)
-    total, count, scored_until = 0.0, 0, 1  # token 0 has no context and is never scored
-    try:
-        for begin in (progress(starts, desc="perplexity", unit="window") if progress else starts):
-            end = min(begin + window, ids.numel())
-            first = max(begin + 1, scored_until)  # first token this window scores
-            if first < end:
-                keep = end - first + 1  # logits at positions first-1 .. end-1 (the last one is unused)
-                logits = model(input_ids=ids[begin:end].unsqueeze(0).to(device), logits_to_keep=keep).logits[0, :-1]
-                total += torch.nn.functional.cross_entropy(
-                    logits.float(), ids[first:end].to(device), reduction="sum").item()
-                count += end - first
-                scored_until = end
-            if end == ids.numel():
-                break
-    finally:
-        model.train(was_training)
-    return math.exp(total / count)

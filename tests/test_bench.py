@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from nlpprune_lessons.bench import Latency, compare_latency, measure_latency
+from nlpprune_lessons.measure.latency import Latency, compare_latency, measure_latency
 
 
 def test_measure_latency_counts_calls_and_reports_percentiles():

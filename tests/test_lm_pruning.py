@@ -13,16 +13,24 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from nlpprune_lessons import lm_recipes
-from nlpprune_lessons.assets import MissingAssetError
+from nlpprune_lessons.core.assets import MissingAssetError
 from nlpprune_lessons.data import book_text
-from nlpprune_lessons.exercises import ExerciseError, check_nm_mask
-from nlpprune_lessons.generation import generate
-from nlpprune_lessons.metrics import perplexity
+from nlpprune_lessons.evaluate import generate, perplexity
+from nlpprune_lessons.lessons import l09_generation
+from nlpprune_lessons.lessons.exercises import ExerciseError, check_nm_mask
 from nlpprune_lessons.models.transformers import load_causal_lm
-from nlpprune_lessons.pruning import (InputStats, default_params, nm_mask, param_name, parse_sparsity,
-                                      prune_causal_lm, row_mask, sparsegpt_update, wanda_scores)
-from nlpprune_lessons.pruning.recovery import fine_tune_causal_lm
+from nlpprune_lessons.pruning import (
+    InputStats,
+    default_params,
+    nm_mask,
+    param_name,
+    parse_sparsity,
+    prune_causal_lm,
+    row_mask,
+    sparsegpt_update,
+    wanda_scores,
+)
+from nlpprune_lessons.training.causal_lm import fine_tune_causal_lm
 
 VOCAB = 64
 
@@ -389,21 +397,21 @@ def test_fine_tune_refuses_a_model_with_prune_masks():
 
 
 def test_pruned_run_fine_tunes_with_zeros_kept_and_labels_the_dense_control(monkeypatch):
-    monkeypatch.setattr(lm_recipes, "load_causal_lm", lambda: (tiny_llama(tie=True), CharTokenizer()))
-    settings = lm_recipes.LM_SETTINGS | dict(window=16, max_new_tokens=4, batch_size=4,
-                                             fine_tune=lm_recipes.LM_SETTINGS["fine_tune"] | dict(batch_size=4))
+    monkeypatch.setattr(l09_generation, "load_causal_lm", lambda: (tiny_llama(tie=True), CharTokenizer()))
+    settings = l09_generation.LM_SETTINGS | dict(window=16, max_new_tokens=4, batch_size=4,
+                                             fine_tune=l09_generation.LM_SETTINGS["fine_tune"] | dict(batch_size=4))
     text, train_ids = "the quick brown fox jumps over the lazy dog " * 4, calibration(seed=5, sequences=8)
-    tuned = lm_recipes.pruned_run("wanda", 0.5, calibration(), text, settings, train_ids=train_ids)
+    tuned = l09_generation.pruned_run("wanda", 0.5, calibration(), text, settings, train_ids=train_ids)
     assert tuned["method"] == "wanda + fine-tune" and tuned["fine_tune_steps"] == 2
     assert tuned["prunable_sparsity"] == pytest.approx(0.5) and tuned["fine_tune_zeros_after"] == tuned["fine_tune_zeros_kept"]
-    distilled = lm_recipes.pruned_run("wanda", 0.5, calibration(), text, settings, update=True, train_ids=train_ids,
+    distilled = l09_generation.pruned_run("wanda", 0.5, calibration(), text, settings, update=True, train_ids=train_ids,
                                       distill=True)
     assert distilled["method"] == "wanda + update + distilled fine-tune" and distilled["fine_tune_distill"]
-    control = lm_recipes.pruned_run("magnitude", 0.0, None, text, settings, train_ids=train_ids)
+    control = l09_generation.pruned_run("magnitude", 0.0, None, text, settings, train_ids=train_ids)
     assert control["method"] == "dense + fine-tune" and control["fine_tune_zeros_kept"] == 0
     assert control["perplexity"] != tuned["perplexity"]
     with pytest.raises(ValueError, match="pass train_ids"):
-        lm_recipes.pruned_run("wanda", 0.5, calibration(), text, settings, distill=True)
+        l09_generation.pruned_run("wanda", 0.5, calibration(), text, settings, distill=True)
 
 
 # --------------------------------------------------------------------------- perplexity and generation
@@ -481,13 +489,13 @@ def test_generate_is_seeded_and_leaves_the_callers_random_state_alone():
 # --------------------------------------------------------------------------- data and loader
 def test_calibration_ids_are_seeded_nested_and_never_from_the_evaluation_book():
     tok = CharTokenizer()
-    small = lm_recipes.calibration_ids(tok, 4, 32, seed=0)
-    large = lm_recipes.calibration_ids(tok, 16, 32, seed=0)
+    small = l09_generation.calibration_ids(tok, 4, 32, seed=0)
+    large = l09_generation.calibration_ids(tok, 16, 32, seed=0)
     assert small.shape == (4, 32) and small.dtype == torch.long
     assert torch.equal(large[:4], small)
-    assert not torch.equal(lm_recipes.calibration_ids(tok, 4, 32, seed=1), small)
+    assert not torch.equal(l09_generation.calibration_ids(tok, 4, 32, seed=1), small)
     with pytest.raises(ValueError, match="leak"):
-        lm_recipes.calibration_ids(tok, 4, 32, books=(lm_recipes.EVAL_BOOK,))
+        l09_generation.calibration_ids(tok, 4, 32, books=(l09_generation.EVAL_BOOK,))
 
 
 class ExactCharTokenizer:
@@ -499,18 +507,18 @@ class ExactCharTokenizer:
 
 
 def test_heldout_text_is_the_start_of_the_evaluation_books_prose():
-    text = lm_recipes.heldout_text(ExactCharTokenizer(), 200)
-    book = book_text(lm_recipes.EVAL_BOOK)
+    text = l09_generation.heldout_text(ExactCharTokenizer(), 200)
+    book = book_text(l09_generation.EVAL_BOOK)
     assert text.startswith("CHAPTER I\n") and len(text) == 200
-    assert text == book[book.index(lm_recipes.EVAL_START):][:200]
+    assert text == book[book.index(l09_generation.EVAL_START):][:200]
     with pytest.raises(ValueError):
-        lm_recipes.heldout_text(ExactCharTokenizer(), 10**9)
+        l09_generation.heldout_text(ExactCharTokenizer(), 10**9)
 
 
 def test_masked_latency_times_a_2_4_copy_of_the_first_mlp_and_reports_pytorchs_answer():
     model = tiny_llama()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = lm_recipes.masked_latency(model, tokens=8, rounds=1)
+    result = l09_generation.masked_latency(model, tokens=8, rounds=1)
     assert result["masked_sparsity"] == 0.5 and result["dense_ms"] > 0 and result["masked_ms"] > 0
     assert isinstance(result["semi_structured"], str) and result["semi_structured"]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model is untouched

@@ -8,17 +8,12 @@ import pytest
 import torch
 from torch import nn
 
+from nlpprune_lessons.evaluate import evaluate_language_model
+from nlpprune_lessons.losses import classification_loss, default_loss, lm_loss
 from nlpprune_lessons.models import RNNClassifier, RNNLanguageModel
-from nlpprune_lessons.text import batchify, bptt_batches, make_loader
-from nlpprune_lessons.train import (
-    History,
-    classification_loss,
-    default_loss,
-    evaluate_language_model,
-    lm_loss,
-    train_classifier,
-    train_language_model,
-)
+from nlpprune_lessons.text.batching import make_loader
+from nlpprune_lessons.text.streams import batchify, bptt_batches
+from nlpprune_lessons.training.loop import History, train_classifier, train_language_model
 
 VOCAB = 10
 TRAIN = torch.arange(1000) % VOCAB  # the cycle 0, 1, ..., 9, 0, 1, ...: each token fixes the next

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nlpprune_lessons.checkpoints import cached_model, load_checkpoint, save_checkpoint
-from nlpprune_lessons.exercises import ExerciseError, check_lstm_parameter_count
-from nlpprune_lessons.metrics import parameter_counts
+from nlpprune_lessons.core.checkpoints import cached_model, load_checkpoint, save_checkpoint
+from nlpprune_lessons.lessons.exercises import ExerciseError, check_lstm_parameter_count
+from nlpprune_lessons.measure.size import parameter_counts
 from nlpprune_lessons.models import RNNClassifier, RNNLanguageModel
 
 VOCAB = 20

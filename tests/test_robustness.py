@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from nlpprune_lessons import config, recipes
+from nlpprune_lessons.core import config
+from nlpprune_lessons.lessons import l02_rnn
+from nlpprune_lessons.lessons.l03_unstructured import RobustnessProbe
 from nlpprune_lessons.models import BagOfWordsClassifier
-from nlpprune_lessons.perturb import MIN_TYPO_LENGTH, add_typos, changed_share, drop_words, perturb_texts
-from nlpprune_lessons.robustness import RobustnessProbe
-from nlpprune_lessons.text import Vocab
+from nlpprune_lessons.text.perturb import MIN_TYPO_LENGTH, add_typos, changed_share, drop_words, perturb_texts
+from nlpprune_lessons.text.vocab import Vocab
 
 WORDS = "the film is a tender and surprisingly funny story about grief".split()
 
@@ -92,8 +93,8 @@ def _tiny_sentiment():
               "validation": [["good"], ["bad"]], "test": [["good", "plot"], ["bad", "plot"]]}
     labels = {"train": [1, 0, 1, 0], "validation": [1, 0], "test": [1, 0]}
     vocab = Vocab.build(tokens["train"])
-    loaders = {s: recipes.sentiment_loader(vocab, tokens[s], labels[s]) for s in tokens}
-    return recipes.SentimentData(vocab, tokens, labels, loaders)
+    loaders = {s: l02_rnn.sentiment_loader(vocab, tokens[s], labels[s]) for s in tokens}
+    return l02_rnn.SentimentData(vocab, tokens, labels, loaders)
 
 
 def test_probe_reports_accuracies_and_the_gap():

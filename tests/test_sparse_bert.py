@@ -7,19 +7,27 @@ import importlib.util
 
 import pytest
 import torch
+from tiny_models import tiny_bert, toy_loader
 from torch import nn
 from transformers import BertForSequenceClassification
 
-from nlpprune_lessons.assets import MissingAssetError
+from nlpprune_lessons.core.assets import MissingAssetError
+from nlpprune_lessons.losses import classifier_logits
 from nlpprune_lessons.models.transformers import encode_for_encoder, load_encoder_classifier
-from nlpprune_lessons.pruning import default_params, param_name, prune, sparsity_report
-from nlpprune_lessons.pruning import finetune
+from nlpprune_lessons.pruning import (
+    MovementPruner,
+    default_params,
+    finetune,
+    param_name,
+    prune,
+    sparsity_report,
+    topk_mask,
+)
 from nlpprune_lessons.pruning.finetune import compare_sparse_methods, evaluate_sparse, sparse_fine_tune
-from nlpprune_lessons.pruning import MovementPruner, topk_mask
 from nlpprune_lessons.pruning.masks import kth_smallest
 from nlpprune_lessons.pruning.report import block_sparsity
-from nlpprune_lessons.train import classifier_logits, linear_warmup_decay, train_classifier
-from tiny_models import tiny_bert, toy_loader
+from nlpprune_lessons.training.loop import train_classifier
+from nlpprune_lessons.training.schedules import linear_warmup_decay
 
 ENCODER_MATRICES = {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
                     "intermediate.dense", "output.dense"}
@@ -144,7 +152,7 @@ def test_fused_optimizer_follows_the_default_update_and_is_checked():
 
 def test_distillation_from_identical_teacher_has_zero_kd_term():
     """With weight 1 and the teacher equal to the student, the distillation loss starts at 0."""
-    from nlpprune_lessons.train import distillation_loss
+    from nlpprune_lessons.losses import distillation_loss
 
     model = tiny_bert().eval()
     batch = next(iter(toy_loader()))

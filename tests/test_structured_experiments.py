@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from nlpprune_lessons.structured import hidden_sizes, recurrent_flops, remove_hidden_units
-from nlpprune_lessons.structured.experiments import (RemovalStep, cost_report, file_size_bytes,
-                                                     iterative_unit_removal, zero_hidden_units)
 from test_structured_rnn import KINDS, UNITS, _assert_same_outputs, _clf, _clf_batches, _lm, _model, _outputs
+
+from nlpprune_lessons.measure.size import file_size_bytes
+from nlpprune_lessons.structured import hidden_sizes, recurrent_flops, remove_hidden_units
+from nlpprune_lessons.structured.protocols import RemovalStep, cost_report, iterative_unit_removal, zero_hidden_units
 
 
 @pytest.mark.parametrize("kind", KINDS)

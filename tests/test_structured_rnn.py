@@ -13,7 +13,10 @@ from safetensors import safe_open
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from nlpprune_lessons.checkpoints import save_checkpoint
+from nlpprune_lessons.core.batch import detach_state
+from nlpprune_lessons.core.checkpoints import save_checkpoint
+from nlpprune_lessons.evaluate import evaluate_language_model
+from nlpprune_lessons.losses import default_loss
 from nlpprune_lessons.models import RNNClassifier, RNNLanguageModel
 from nlpprune_lessons.pruning import make_permanent, prune
 from nlpprune_lessons.structured import (
@@ -28,14 +31,9 @@ from nlpprune_lessons.structured import (
     save_slim,
     units_to_remove,
 )
-from nlpprune_lessons.text import Vocab, make_loader
-from nlpprune_lessons.train import (
-    _detach,
-    default_loss,
-    evaluate_language_model,
-    train_classifier,
-    train_language_model,
-)
+from nlpprune_lessons.text.batching import make_loader
+from nlpprune_lessons.text.vocab import Vocab
+from nlpprune_lessons.training.loop import train_classifier, train_language_model
 
 VOCAB, CLASSES, EMBED, HIDDEN = 20, 3, 6, 8
 UNITS = {0: [1, 4], 1: [0, 2, 7], 2: [5]}  # per layer, hidden units to delete
@@ -180,7 +178,7 @@ def test_stacked_rnn_state_carries_across_calls(cell):
     x = torch.randn(2, 7, 5)
     whole, _ = rnn(x)
     first, state = rnn(x[:, :3])
-    second, _ = rnn(x[:, 3:], _detach(state))
+    second, _ = rnn(x[:, 3:], detach_state(state))
     torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
     fresh, _ = rnn(x[:, 3:])
     assert not torch.allclose(fresh, second)
@@ -203,11 +201,11 @@ def test_stacked_rnn_dropout_between_layers_in_training_only():
 def test_detach_keeps_nested_containers():
     h = [torch.ones(2, 3, requires_grad=True) * 2, torch.ones(2, 4, requires_grad=True) * 3]
     state = (h, [t + 1 for t in h])
-    out = _detach(state)
+    out = detach_state(state)
     assert isinstance(out, tuple) and all(isinstance(part, list) for part in out)
     assert all(not t.requires_grad for part in out for t in part)
     assert torch.equal(out[1][1], state[1][1])
-    assert _detach(None) is None and not _detach(torch.ones(1, requires_grad=True) * 2).requires_grad
+    assert detach_state(None) is None and not detach_state(torch.ones(1, requires_grad=True) * 2).requires_grad
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import tiny_bert as shared_tiny_bert
+from tiny_models import toy_loader as shared_toy_loader
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
+from nlpprune_lessons.lessons.l08_slim_bert import RECOVERY
+from nlpprune_lessons.losses import classification_loss
+from nlpprune_lessons.structured.io import load_slim, save_slim
 from nlpprune_lessons.structured.transformer import (
     drop_layers,
     encoder_flops,
@@ -16,16 +21,11 @@ from nlpprune_lessons.structured.transformer import (
     head_importance,
     layer_importance,
     layer_shapes,
-    load_slim,
     lowest,
     prune_ffn_neurons,
     prune_heads,
-    save_slim,
     slim_summary,
 )
-from nlpprune_lessons.train import classification_loss
-from tiny_models import tiny_bert as shared_tiny_bert
-from tiny_models import toy_loader as shared_toy_loader
 
 ATTENTION = ["sdpa", "eager"]
 
@@ -148,7 +148,7 @@ def test_save_and_load_slim_is_exact(tmp_path, attn):
 
 
 def test_load_slim_refuses_other_files(tmp_path):
-    from nlpprune_lessons.checkpoints import save_checkpoint
+    from nlpprune_lessons.core.checkpoints import save_checkpoint
 
     path = save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "other.safetensors", {"architecture": {}})
     with pytest.raises(ValueError, match="not written by save_slim"):
@@ -305,7 +305,7 @@ def test_masked_models_are_refused():
 
 # --------------------------------------------------------------------------- recovery
 def test_hidden_state_loss_by_hand_ignores_padding():
-    from nlpprune_lessons.train import hidden_state_loss
+    from nlpprune_lessons.losses import hidden_state_loss
 
     g = torch.Generator().manual_seed(0)
     student = [torch.randn(2, 3, 4, generator=g) for _ in range(3)]
@@ -321,7 +321,7 @@ def test_hidden_state_loss_by_hand_ignores_padding():
 
 
 def test_train_classifier_checks_hidden_distillation_settings():
-    from nlpprune_lessons.train import train_classifier
+    from nlpprune_lessons.training.loop import train_classifier
 
     model, loader = tiny_bert(), toy_loader()
     with pytest.raises(ValueError, match="needs a teacher"):
@@ -331,7 +331,7 @@ def test_train_classifier_checks_hidden_distillation_settings():
 
 
 def test_frozen_embeddings_freezes_then_restores_each_table():
-    from nlpprune_lessons.train import frozen_embeddings
+    from nlpprune_lessons.training.freezing import frozen_embeddings
 
     model = tiny_bert()
     model.bert.embeddings.token_type_embeddings.weight.requires_grad_(False)
@@ -354,7 +354,8 @@ def test_slim_with_recovery_runs_the_plan_and_recovers_with_hidden_distillation(
     loaders = {"train": toy_loader(n=32, seed=1), "validation": toy_loader(n=16, seed=2),
                "test": toy_loader(n=16, seed=3)}
     embedding = dense.bert.embeddings.word_embeddings.weight.clone()
-    records, models = slim_with_recovery(dense, loaders, [("heads", 0.5), ("ffn", 0.25), ("layers", 1)], lr=1e-3,
+    recipe = RECOVERY | dict(lr=1e-3)
+    records, models = slim_with_recovery(dense, loaders, [("heads", 0.5), ("ffn", 0.25), ("layers", 1)], recipe,
                                          hidden_distill=True, score_batches=2, progress=False)
     assert [r["stage"] for r in records] == ["dense", "heads", "heads + ffn", "heads + ffn + layers"]
     assert maps == [{1: 1, 2: 2, 3: 3}] * 2 + [{1: 1, 2: 3}]  # layer 1 dropped: student layer 2 learns from teacher 3
@@ -382,11 +383,22 @@ def test_slim_with_recovery_rejects_bad_plans(plan, message):
     from nlpprune_lessons.structured.slimming import slim_with_recovery
 
     with pytest.raises((ValueError, TypeError), match=message):
-        slim_with_recovery(tiny_bert(), {"train": toy_loader()}, plan)
+        slim_with_recovery(tiny_bert(), {"train": toy_loader()}, plan, RECOVERY)
+
+
+@pytest.mark.parametrize("recipe, error, message", [
+    ({"lr": 1e-3}, ValueError, "missing .'epochs'"), (RECOVERY | {"lr_decay": 1}, ValueError, "unknown .'lr_decay'"),
+    ([("lr", 1e-3)], TypeError, "recipe must be a dict"),
+])
+def test_slim_with_recovery_rejects_bad_recipes(recipe, error, message):
+    from nlpprune_lessons.structured.slimming import slim_with_recovery
+
+    with pytest.raises(error, match=message):
+        slim_with_recovery(tiny_bert(), {"train": toy_loader()}, [("heads", 0.5)], recipe)
 
 
 def test_head_columns_exercise_check_accepts_the_answer_and_rejects_a_wrong_one():
-    from nlpprune_lessons.exercises import ExerciseError, check_head_columns
+    from nlpprune_lessons.lessons.exercises import ExerciseError, check_head_columns
 
     check_head_columns(lambda head, size: range(head * size, (head + 1) * size))
     with pytest.raises(ExerciseError, match="contiguous block"):

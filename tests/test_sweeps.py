@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from nlpprune_lessons import config, sweeps
-from nlpprune_lessons.pruning import default_params, sparsity_report
+from nlpprune_lessons.core import config
+from nlpprune_lessons.pruning import default_params, protocols, sparsity_report
 
 
 class Toy(nn.Module):
@@ -30,7 +30,7 @@ def _evaluate(model):
 def test_one_shot_prunes_fresh_copies_and_leaves_the_dense_model_alone():
     dense = _dense()
     before = [p.clone() for p in dense.parameters()]
-    records = sweeps.one_shot(dense, _evaluate, [0.9, 0.5], progress=False)
+    records = protocols.one_shot(dense, _evaluate, [0.9, 0.5], progress=False)
     assert [r["sparsity"] for r in records] == [0.5, 0.9]  # sorted
     assert [r["prunable"] for r in records] == [32 / 64, 58 / 64]  # round(s * 64) of 64 weights
     assert all(torch.equal(a, b) for a, b in zip(before, dense.parameters()))
@@ -40,7 +40,7 @@ def test_one_shot_prunes_fresh_copies_and_leaves_the_dense_model_alone():
 def test_iterative_fine_tunes_after_every_step_on_one_model():
     dense = _dense()
     calls = []
-    records = sweeps.iterative(dense, _evaluate, [0.5, 0.8], fine_tune=lambda m: calls.append(id(m)),
+    records = protocols.iterative(dense, _evaluate, [0.5, 0.8], fine_tune=lambda m: calls.append(id(m)),
                                progress=False)
     assert len(calls) == 2 and calls[0] == calls[1]  # the same model, pruned further
     assert [r["prunable"] for r in records] == [32 / 64, 51 / 64]
@@ -49,7 +49,7 @@ def test_iterative_fine_tunes_after_every_step_on_one_model():
 
 def test_sensitivity_scan_prunes_one_matrix_at_a_time():
     dense = _dense()
-    rows = sweeps.sensitivity_scan(dense, _evaluate, [0.5], progress=False)
+    rows = protocols.sensitivity_scan(dense, _evaluate, [0.5], progress=False)
     assert [r["parameter"] for r in rows] == ["a.weight", "b.weight"]
     sizes = {"a.weight": 48, "b.weight": 16}
     for row in rows:
@@ -58,9 +58,9 @@ def test_sensitivity_scan_prunes_one_matrix_at_a_time():
 
 def test_bad_sparsities_are_rejected():
     with pytest.raises(ValueError, match="sparsities"):
-        sweeps.one_shot(_dense(), _evaluate, [], progress=False)
+        protocols.one_shot(_dense(), _evaluate, [], progress=False)
     with pytest.raises(ValueError, match="sparsities"):
-        sweeps.one_shot(_dense(), _evaluate, [1.5], progress=False)
+        protocols.one_shot(_dense(), _evaluate, [1.5], progress=False)
 
 
 def test_lottery_ticket_rewinds_the_survivors_and_gives_the_control_the_same_mask():
@@ -79,7 +79,7 @@ def test_lottery_ticket_rewinds_the_survivors_and_gives_the_control_the_same_mas
     def evaluate(model):
         return {"a_orig": model.a.weight_orig.detach().clone() if hasattr(model.a, "weight_orig") else None}
 
-    records = sweeps.lottery_ticket(_dense, train, evaluate, sparsity=0.75, rewind_step=0, seed=0)
+    records = protocols.lottery_ticket(_dense, train, evaluate, sparsity=0.75, rewind_step=0, seed=0)
     assert [r["variant"] for r in records][0] == "dense"
     ticket, control = seen["models"][1], seen["models"][2]
     assert torch.equal(ticket.a.weight_mask, control.a.weight_mask)
@@ -111,7 +111,7 @@ def _sgd_train(steps, restore_first_step=False):
 def test_gradual_reaches_each_target_on_a_fresh_copy_and_leaves_the_dense_model_alone():
     dense = _dense()
     before = [p.clone() for p in dense.parameters()]
-    records = sweeps.gradual(dense, _evaluate, [0.75, 0.5], _sgd_train(20), total_steps=20, prune_until=0.5,
+    records = protocols.gradual(dense, _evaluate, [0.75, 0.5], _sgd_train(20), total_steps=20, prune_until=0.5,
                              pruning_events=5, progress=False)
     assert [r["sparsity"] for r in records] == [0.5, 0.75]
     # layer-wise by default: each matrix at the target, so the prunable total is exact
@@ -122,12 +122,12 @@ def test_gradual_reaches_each_target_on_a_fresh_copy_and_leaves_the_dense_model_
 
 def test_gradual_refuses_a_training_that_stops_before_the_schedule_ends():
     with pytest.raises(ValueError, match="stopped before step 15"):
-        sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(10), total_steps=20, progress=False)
+        protocols.gradual(_dense(), _evaluate, [0.5], _sgd_train(10), total_steps=20, progress=False)
 
 
 def test_gradual_refuses_a_training_that_restores_earlier_weights():
     with pytest.raises(ValueError, match="restore_best=False"):
-        sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(20, restore_first_step=True), total_steps=20,
+        protocols.gradual(_dense(), _evaluate, [0.5], _sgd_train(20, restore_first_step=True), total_steps=20,
                        pruning_events=20, progress=False)
 
 
@@ -138,24 +138,24 @@ def test_gradual_refuses_a_training_that_restores_earlier_weights():
 ])
 def test_gradual_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(10), progress=False, **kwargs)
+        protocols.gradual(_dense(), _evaluate, [0.5], _sgd_train(10), progress=False, **kwargs)
 
 
 def test_gradual_prunes_at_most_pruning_events_times_and_checks_the_method_first():
     calls = []
-    records = sweeps.gradual(_dense(), _evaluate, [0.5], _sgd_train(30), total_steps=30, prune_until=0.8,
+    records = protocols.gradual(_dense(), _evaluate, [0.5], _sgd_train(30), total_steps=30, prune_until=0.8,
                              pruning_events=5, progress=False)
     assert records[0]["pruning_events"] == 5 and records[0]["pruning_steps"] == 24
     history = records[0]["pruning_history"]
     assert len(history) == 5 and history[-1] == (24, 0.5) and [s for s, _ in history] == sorted(s for s, _ in history)
     with pytest.raises(ValueError, match="method must be one of"):
-        sweeps.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, method="biggest",
+        protocols.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, method="biggest",
                        progress=False)
     with pytest.raises(ValueError, match="'taylor' needs data"):
-        sweeps.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, method="taylor",
+        protocols.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, method="taylor",
                        progress=False)
     with pytest.raises(ValueError, match="prune_until must be a number"):
-        sweeps.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, prune_until="all",
+        protocols.gradual(_dense(), _evaluate, [0.5], lambda m, s: calls.append(1), total_steps=10, prune_until="all",
                        progress=False)
     assert calls == []  # nothing trained before the arguments were checked
 
@@ -163,9 +163,9 @@ def test_gradual_prunes_at_most_pruning_events_times_and_checks_the_method_first
 def test_dense_control_fine_tunes_one_copy_round_after_round():
     dense = _dense()
     seen = []
-    records = sweeps.dense_control(dense, lambda m: {"id": id(m)}, lambda m: seen.append(id(m)), rounds=3)
+    records = protocols.dense_control(dense, lambda m: {"id": id(m)}, lambda m: seen.append(id(m)), rounds=3)
     assert [r["fine_tune_rounds"] for r in records] == [1, 2, 3]
     assert len(set(seen)) == 1 and seen[0] != id(dense) and records[0]["id"] == seen[0]
     assert all(r["sparsity"] == 0.0 and r["prunable_sparsity"] == 0.0 for r in records)
     with pytest.raises(ValueError, match="rounds must be an integer >= 1"):
-        sweeps.dense_control(dense, _evaluate, lambda m: None, rounds=0)
+        protocols.dense_control(dense, _evaluate, lambda m: None, rounds=0)

@@ -7,20 +7,16 @@ import pytest
 import torch
 
 from nlpprune_lessons.data import nltk_stopwords
-from nlpprune_lessons.text import (
-    SPECIALS,
+from nlpprune_lessons.text.batching import (
     BucketBatchSampler,
     EncodedDataset,
     PadCollate,
-    Vocab,
     encode_texts,
-    is_negation,
-    load_wordpiece_tokenizer,
     make_loader,
-    normalise,
     padding_fraction,
-    word_tokenize,
 )
+from nlpprune_lessons.text.tokenize import is_negation, load_wordpiece_tokenizer, normalise, word_tokenize
+from nlpprune_lessons.text.vocab import SPECIALS, Vocab
 
 CORPUS = [
     ["the", "movie", "was", "good"],

@@ -11,6 +11,8 @@ import torch
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
 from torch import nn
 
+from nlpprune_lessons.evaluate import evaluate_generator, sentence_perplexity
+from nlpprune_lessons.losses import distillation_loss
 from nlpprune_lessons.metrics import bleu, distinct_n, self_bleu
 from nlpprune_lessons.models import Discriminator, RNNLanguageModel
 from nlpprune_lessons.models.gan import alive_mask, gumbel_sentences, sample_sentences
@@ -23,18 +25,9 @@ from nlpprune_lessons.structured.adversarial import (
     prune_generator,
     units_below,
 )
-from nlpprune_lessons.text import Vocab
-from nlpprune_lessons.textgan import (
-    IGNORE,
-    AdversarialObjective,
-    SentenceData,
-    decode,
-    evaluate_generator,
-    sentence_perplexity,
-    train_discriminator,
-    train_steps,
-)
-from nlpprune_lessons.train import distillation_loss
+from nlpprune_lessons.text.sentences import IGNORE, SentenceData, decode
+from nlpprune_lessons.text.vocab import Vocab
+from nlpprune_lessons.training.gan import AdversarialObjective, train_discriminator, train_steps
 
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat", "a"]
 MAX_LEN = 8
@@ -383,7 +376,7 @@ def test_output_adversary_pushes_the_student_towards_the_teacher():
 
 
 def test_check_distinct_n_accepts_a_solution_and_rejects_a_wrong_one(capsys):
-    from nlpprune_lessons.exercises import ExerciseError, check_distinct_n
+    from nlpprune_lessons.lessons.exercises import ExerciseError, check_distinct_n
 
     check_distinct_n(distinct_n)
     assert "Correct" in capsys.readouterr().out
@@ -393,7 +386,7 @@ def test_check_distinct_n_accepts_a_solution_and_rejects_a_wrong_one(capsys):
 
 
 def test_cost_report_times_the_whole_model():
-    from nlpprune_lessons.structured.experiments import cost_report
+    from nlpprune_lessons.structured.protocols import cost_report
 
     dense = toy_lm(12)
     slim = remove_hidden_units(dense, {0: [0, 1, 2, 3, 4], 1: [0, 1, 2, 3, 4]})

@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
-from nlpprune_lessons import config
+from nlpprune_lessons.core import config
+from nlpprune_lessons.course.results import load_results, save_results
+from nlpprune_lessons.evaluate import evaluate_classifier, predict
 from nlpprune_lessons.metrics import accuracy, macro_f1
 from nlpprune_lessons.models import BagOfWordsClassifier
-from nlpprune_lessons.results import load_results, save_results
-from nlpprune_lessons.text import make_loader
-from nlpprune_lessons.train import History, evaluate_classifier, predict, train_classifier
+from nlpprune_lessons.text.batching import make_loader
+from nlpprune_lessons.training.loop import History, train_classifier
 
 VOCAB_SIZE = 10
 
@@ -281,10 +282,10 @@ def test_load_results_rejects_other_json(tmp_path):
 
 
 def test_training_does_not_depend_on_earlier_reads_of_the_loader():
-    from nlpprune_lessons import config
+    from nlpprune_lessons.core import config
     from nlpprune_lessons.models import RNNClassifier
-    from nlpprune_lessons.text import make_loader
-    from nlpprune_lessons.train import train_classifier
+    from nlpprune_lessons.text.batching import make_loader
+    from nlpprune_lessons.training.loop import train_classifier
 
     sequences = [[2 + (i % 7)] * (1 + i % 5) for i in range(60)]
     labels = [i % 2 for i in range(60)]

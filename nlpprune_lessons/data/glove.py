@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..assets import asset_path
+from nlpprune_lessons.core.assets import asset_path
 
 GLOVE_DIM = 50
 
@@ -32,10 +32,10 @@ def load_glove(vocab, seed: int = 0) -> tuple[torch.Tensor, float]:
     N(0, sigma) rows with GloVe's per-dimension sigma (seeded); ``<pad>`` gets zeros. Coverage is
     the fraction of non-special vocabulary tokens found in GloVe.
     """
-    from ..text import Vocab
+    from nlpprune_lessons.text.vocab import Vocab
 
     if not isinstance(vocab, Vocab):
-        raise TypeError(f"vocab must be a nlpprune_lessons.text.Vocab, got {type(vocab).__name__}")
+        raise TypeError(f"vocab must be a nlpprune_lessons.text.vocab.Vocab, got {type(vocab).__name__}")
     vectors, index = load_glove_table()
     sigma = torch.from_numpy(np.asarray(vectors[:20_000]).std(axis=0))
     generator = torch.Generator().manual_seed(seed)

@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
-from .. import config
-from ..assets import asset_path
-from .nltk_data import setup_nltk
-from .splits import DEFAULT_FRACTIONS, SPLITS, check_fractions, check_split
+from nlpprune_lessons.core import config
+from nlpprune_lessons.core.assets import asset_path
+from nlpprune_lessons.data.nltk_data import setup_nltk
+from nlpprune_lessons.data.splits import DEFAULT_FRACTIONS, SPLITS, check_fractions, check_split
 
 #: Three Austen novels: one author, one style, about 470k words; enough for a word-level LM.
 DEFAULT_BOOKS = ("austen-emma.txt", "austen-persuasion.txt", "austen-sense.txt")
@@ -104,7 +104,7 @@ def gutenberg_sentences(
     check_split(split)
     if split is None:
         raise ValueError("gutenberg_sentences needs one split: train, validation or test")
-    from ..text import word_tokenize
+    from nlpprune_lessons.text.tokenize import word_tokenize
 
     for sentence in _split_sentences(books, fractions, fast)[split]:
         sentence = " ".join(sentence.split())

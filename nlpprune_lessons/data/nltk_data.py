@@ -18,10 +18,10 @@ from pathlib import Path
 
 import nltk
 
-from .. import config
-from ..assets import asset_path
+from nlpprune_lessons.core import config
+from nlpprune_lessons.core.assets import asset_path
 
-_PUNKT_CLASSES = {
+PUNKT_CLASSES = {
     ("nltk.tokenize.punkt", name)
     for name in ("PunktSentenceTokenizer", "PunktParameters", "PunktLanguageVars", "PunktToken")
 } | {("collections", "defaultdict"), ("builtins", "set"), ("builtins", "int")}
@@ -68,7 +68,7 @@ def _build_atomically(target: Path, write) -> None:
 def _write_punkt_tab(dest: Path) -> None:
     from nltk.tabdata import TabEncoder
 
-    params = restricted_load(asset_path("punkt_pickle", verify=True), _PUNKT_CLASSES)._params
+    params = restricted_load(asset_path("punkt_pickle", verify=True), PUNKT_CLASSES)._params
     enc = TabEncoder()
     files = {
         "collocations.tab": enc.tups2tab(params.collocations),

@@ -12,9 +12,16 @@ from functools import lru_cache
 
 import pandas as pd
 
-from .. import config
-from ..assets import asset_path
-from .splits import DEFAULT_FRACTIONS, SPLITS, check_fractions, check_split, stratified_split, stratified_subsample
+from nlpprune_lessons.core import config
+from nlpprune_lessons.core.assets import asset_path
+from nlpprune_lessons.data.splits import (
+    DEFAULT_FRACTIONS,
+    SPLITS,
+    check_fractions,
+    check_split,
+    stratified_split,
+    stratified_subsample,
+)
 
 LABEL_NAMES = ("rotten", "fresh")  # label 0, label 1
 #: Share of each split (per label) kept in FAST mode; the FAST test set is a subset of the FULL one.

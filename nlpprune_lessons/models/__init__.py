@@ -1,9 +1,11 @@
 """Models of the course: bag-of-words (01), RNNs (02-05), GAN (05), transformers (06-09)."""
 
-from .bow import BagOfWordsClassifier
-from .gan import Discriminator
-from .rnn import RNNClassifier, RNNLanguageModel
-from .transformers import encode_for_encoder, encoder_loader, load_encoder_classifier
+from __future__ import annotations
+
+from nlpprune_lessons.models.bow import BagOfWordsClassifier
+from nlpprune_lessons.models.gan import Discriminator
+from nlpprune_lessons.models.rnn import RNNClassifier, RNNLanguageModel
+from nlpprune_lessons.models.transformers import encode_for_encoder, encoder_loader, load_encoder_classifier
 
 __all__ = [
     "BagOfWordsClassifier",

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_positive_int
+from nlpprune_lessons.core.checks import check_positive_int
 
 
 class Discriminator(nn.Module):

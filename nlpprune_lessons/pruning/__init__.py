@@ -4,9 +4,36 @@ and compact sparse storage (bitmask + values in safetensors); one-shot pruning o
 calibration data (magnitude, Wanda, N:M, SparseGPT-style update) for lesson 09. Pruning during
 fine-tuning of lesson 07 is in :mod:`nlpprune_lessons.pruning.finetune`."""
 
-from .importance import magnitude_scores, movement_scores, random_scores, taylor_scores, wanda_scores
-from .masks import METHODS, SCOPES, install_mask, l1_penalty, make_permanent, nm_mask, prune, row_mask, topk_mask
-from .params import (
+from __future__ import annotations
+
+from nlpprune_lessons.pruning.calibrated import (
+    PRUNE_METHODS,
+    InputStats,
+    layer_mask,
+    parse_sparsity,
+    prune_causal_lm,
+    sparsegpt_update,
+)
+from nlpprune_lessons.pruning.importance import (
+    magnitude_scores,
+    movement_scores,
+    random_scores,
+    taylor_scores,
+    wanda_scores,
+)
+from nlpprune_lessons.pruning.masks import (
+    METHODS,
+    SCOPES,
+    install_mask,
+    l1_penalty,
+    make_permanent,
+    nm_mask,
+    prune,
+    row_mask,
+    topk_mask,
+)
+from nlpprune_lessons.pruning.movement import MovementPruner
+from nlpprune_lessons.pruning.params import (
     check_params,
     default_params,
     effective_state_dict,
@@ -16,11 +43,9 @@ from .params import (
     pruned_params,
     transformer_blocks,
 )
-from .movement import MovementPruner
-from .report import SparsityReport, block_sparsity, sparsity_report
-from .schedule import GradualPruner, cubic_sparsity, rewind, weights_snapshot
-from .storage import load_sparse, save_sparse, sparse_storage_report
-from .calibrated import PRUNE_METHODS, InputStats, layer_mask, parse_sparsity, prune_causal_lm, sparsegpt_update
+from nlpprune_lessons.pruning.report import SparsityReport, block_sparsity, sparsity_report
+from nlpprune_lessons.pruning.schedule import GradualPruner, cubic_sparsity, rewind, weights_snapshot
+from nlpprune_lessons.pruning.storage import load_sparse, save_sparse, sparse_storage_report
 
 __all__ = [
     "GradualPruner",

@@ -21,11 +21,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..checks import check_positive_int
-from .importance import wanda_scores
-from .masks import check_fraction, nm_mask, row_mask
-from .params import default_params, is_pruned, transformer_blocks
-from .report import SparsityReport, sparsity_report
+from nlpprune_lessons.core.checks import check_positive_int
+from nlpprune_lessons.pruning.importance import wanda_scores
+from nlpprune_lessons.pruning.masks import check_fraction, nm_mask, row_mask
+from nlpprune_lessons.pruning.params import default_params, is_pruned, transformer_blocks
+from nlpprune_lessons.pruning.report import SparsityReport, sparsity_report
 
 PRUNE_METHODS = ("magnitude", "wanda")
 
@@ -192,7 +192,9 @@ def check_calibration(calibration: torch.Tensor, vocab_size: int | None = None, 
     return calibration
 
 
-def _check_model(model: nn.Module) -> nn.ModuleList:
+def check_causal_lm(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a transformers causal LM that calibrated pruning can replay block by
+    block; ``ValueError`` for other models, for models with prune masks attached and for mixed attention types."""
     blocks = transformer_blocks(model)
     if blocks is None:
         raise ValueError(f"{type(model).__name__} is not a transformers model with a stack of decoder blocks")
@@ -238,7 +240,7 @@ def prune_causal_lm(
         raise TypeError(f"update must be True or False, got {type(update).__name__}")
     check_damp(damp)
     check_positive_int(batch_size, "batch_size")
-    blocks = _check_model(model)
+    blocks = check_causal_lm(model)
     prunable = {id(module) for module, _ in default_params(model)}
     wrap = progress or (lambda items, **_: items)
     needs_data = method == "wanda" or update

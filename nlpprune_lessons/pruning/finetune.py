@@ -11,13 +11,15 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from .. import config
-from ..bench import release_memory
-from ..train import evaluate_classifier, frozen_embeddings, train_classifier
-from .masks import SCOPES, prune
-from .movement import MovementPruner
-from .report import sparsity_report
-from .schedule import GradualPruner
+from nlpprune_lessons.core import config
+from nlpprune_lessons.evaluate import evaluate_classifier
+from nlpprune_lessons.measure.memory import release_memory
+from nlpprune_lessons.pruning.masks import SCOPES, prune
+from nlpprune_lessons.pruning.movement import MovementPruner
+from nlpprune_lessons.pruning.report import sparsity_report
+from nlpprune_lessons.pruning.schedule import GradualPruner
+from nlpprune_lessons.training.freezing import frozen_embeddings
+from nlpprune_lessons.training.loop import train_classifier
 
 #: How the zeros are chosen and when.
 SPARSE_METHODS = ("one-shot", "gradual", "movement")
@@ -61,7 +63,7 @@ def sparse_fine_tune(
     transformer) by ``method``, fine-tuned for ``epochs`` with masks kept (AdamW, linear warm-up and
     decay; PyTorch's fused AdamW kernel). With ``distill=True`` the dense model is the teacher: its
     softened logits (``kd_temperature``, ``kd_weight``) and, with ``kd_hidden_weight`` > 0, every
-    layer's output (:func:`~nlpprune_lessons.train.hidden_state_loss`, layer ``i`` to layer ``i``:
+    layer's output (:func:`~nlpprune_lessons.losses.hidden_state_loss`, layer ``i`` to layer ``i``:
     unstructured pruning keeps the architecture; 0 distils the logits only).
 
     ``scope`` applies to every method: ``"global"`` (default) ranks all encoder weights together, so
@@ -71,7 +73,7 @@ def sparse_fine_tune(
     the rest, as in dense fine-tuning: with 90% of the encoder gone, adapting the word vectors is
     worth about 2.6 points of RT test accuracy (results/reference/bert_sparse_frozen_embeddings.json
     against the default protocol). ``freeze_embeddings=True`` keeps them fixed
-    (:func:`~nlpprune_lessons.train.frozen_embeddings`), which saves their gradient and AdamW state
+    (:func:`~nlpprune_lessons.training.freezing.frozen_embeddings`), which saves their gradient and AdamW state
     (11.9M parameters x 3 x 4 bytes = 143 MB for MiniLM); every method is treated alike. Every run is seeded with ``seed`` (dropout,
     batch order), so its result does not depend on what ran before. Returns the pruned model (masks
     attached) and a record: steps, seconds, the sparsity schedule, training history.
@@ -131,13 +133,6 @@ def evaluate_sparse(model: nn.Module, loaders: dict[str, Iterable[dict[str, torc
     report = sparsity_report(model)
     result = {f"{split}_accuracy": evaluate_classifier(model, loader)["accuracy"] for split, loader in loaders.items()}
     return result | {"prunable_sparsity": report.prunable_sparsity, "overall_sparsity": report.overall_sparsity}
-
-
-#: Sanh et al. (2020), Table 2 (fine-pruning with distillation, teacher = BERT-base fine-tuned): MNLI
-#: matched dev accuracy. A different model (BERT-base, 85M encoder weights), task (3-way entailment)
-#: and budget (several epochs on 393k pairs): reference points, not targets for MiniLM on RT.
-MOVEMENT_PAPER_MNLI = {"dense": 84.5, "magnitude": {0.90: 78.3, 0.97: 69.4}, "movement": {0.90: 80.1, 0.97: 76.5},
-                       "soft movement": {0.90: 81.2, 0.97: 79.5}}
 
 
 def compare_sparse_methods(

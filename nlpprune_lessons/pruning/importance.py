@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..train import default_loss
-from .params import Param, effective_weight, stored_param
+from nlpprune_lessons.losses import default_loss
+from nlpprune_lessons.pruning.params import Param, effective_weight, stored_param
 
 Batch = dict[str, torch.Tensor]
 

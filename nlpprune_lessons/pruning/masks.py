@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from ..train import default_loss
-from .importance import Batch, magnitude_scores, movement_scores, random_scores, taylor_scores
-from .params import Param, check_params, effective_weight, is_pruned, param_name, pruned_params
+from nlpprune_lessons.losses import default_loss
+from nlpprune_lessons.pruning.importance import Batch, magnitude_scores, movement_scores, random_scores, taylor_scores
+from nlpprune_lessons.pruning.params import Param, check_params, effective_weight, is_pruned, param_name, pruned_params
 
 METHODS = ("magnitude", "random", "taylor", "movement", "l1")
 #: The methods that read gradients on ``data``.
@@ -167,7 +167,7 @@ def prune(
     ValueError, since masks only grow.
 
     - ``method``: ``"magnitude"`` (|w|), ``"random"`` (seeded by ``seed``), ``"taylor"`` (|w * dL/dw|
-      summed over the batches of ``data``, loss ``loss_fn`` or :func:`~nlpprune_lessons.train.default_loss`),
+      summed over the batches of ``data``, loss ``loss_fn`` or :func:`~nlpprune_lessons.losses.default_loss`),
       ``"movement"`` (``-w * dL/dw`` summed the same way: movement pruning's score read in one pass,
       :func:`~nlpprune_lessons.pruning.importance.movement_scores`; lesson 07 shows why it fails on a
       converged model), ``"l1"`` (magnitude thresholding, meant for a model trained with :func:`l1_penalty` added to its

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .masks import SCOPES, install_mask, check_fraction, topk_mask
-from .params import Param, check_params, is_pruned, param_name
-from .schedule import cubic_sparsity
+from nlpprune_lessons.pruning.masks import SCOPES, check_fraction, install_mask, topk_mask
+from nlpprune_lessons.pruning.params import Param, check_params, is_pruned, param_name
+from nlpprune_lessons.pruning.schedule import cubic_sparsity
 
 
 class _StraightThrough(torch.autograd.Function):

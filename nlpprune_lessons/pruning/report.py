@@ -9,7 +9,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .params import Param, check_params, effective_weight, is_pruned, param_name, pruned_params, transformer_blocks
+from nlpprune_lessons.pruning.params import (
+    Param,
+    check_params,
+    effective_weight,
+    is_pruned,
+    param_name,
+    pruned_params,
+    transformer_blocks,
+)
 
 
 @dataclass

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from .importance import Batch
-from .masks import prune
-from .params import Param, is_pruned
+from nlpprune_lessons.pruning.importance import Batch
+from nlpprune_lessons.pruning.masks import prune
+from nlpprune_lessons.pruning.params import Param, is_pruned
 
 
 def _check_steps(start_step: int, end_step: int) -> None:

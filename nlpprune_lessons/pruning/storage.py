@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .params import effective_state_dict, pruned_params
+from nlpprune_lessons.pruning.params import effective_state_dict, pruned_params
 
 FORMAT_VERSION = 1
 METADATA_KEY = "nlpprune_sparse"

@@ -24,11 +24,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..models.gan import Discriminator
-from ..models.rnn import RNNLanguageModel
-from ..textgan import IGNORE, SentenceData, StepHistory, distillation_objective, train_steps
-from ..train import lm_loss
-from .rnn import StackedRNN, _sizes, _tied, hidden_unit_importance, remove_hidden_units, units_to_remove
+from nlpprune_lessons.losses import lm_loss
+from nlpprune_lessons.models.gan import Discriminator
+from nlpprune_lessons.models.rnn import RNNLanguageModel
+from nlpprune_lessons.structured.rnn import (
+    StackedRNN,
+    hidden_unit_importance,
+    layer_sizes,
+    remove_hidden_units,
+    tied_weights,
+    units_to_remove,
+)
+from nlpprune_lessons.text.sentences import IGNORE, SentenceData
+from nlpprune_lessons.training.gan import StepHistory, distillation_objective, train_steps
 
 METHODS = ("l2+mle", "l2+kd", "masks+kd", "masks+adversarial")
 
@@ -42,7 +50,7 @@ def _consumer_names(model: RNNLanguageModel) -> list[list[str]]:
     def name(kind: str, layer: int) -> str:
         return f"rnn.layers.{layer}.{kind}_l0" if stacked else f"rnn.{kind}_l{layer}"
 
-    layers = len(_sizes(rnn))
+    layers = len(layer_sizes(rnn))
     return [[name("weight_hh", l), name("weight_ih", l + 1) if l + 1 < layers else "decoder.weight"]
             for l in range(layers)]
 
@@ -60,12 +68,12 @@ class UnitMaskedLM(nn.Module):
             raise TypeError(f"model must be an RNNLanguageModel, got {type(model).__name__}")
         if model.rnn.bidirectional:
             raise ValueError("unit masks are defined for unidirectional language models only")
-        if _tied(model):
+        if tied_weights(model):
             raise ValueError("the decoder is tied to the embedding: its columns cannot be masked separately")
         self.model = model
         self._consumers = _consumer_names(model)
         device = model.decoder.weight.device
-        self.masks = nn.ParameterList(nn.Parameter(torch.ones(h, device=device)) for h in _sizes(model.rnn))
+        self.masks = nn.ParameterList(nn.Parameter(torch.ones(h, device=device)) for h in layer_sizes(model.rnn))
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """The wrapped model's trainable parameters (everything except the masks)."""
@@ -115,7 +123,7 @@ def fold_unit_masks(masked: UnitMaskedLM, units: Mapping[int, Sequence[int]] | N
 
 # --------------------------------------------------------------------------- objectives
 class OutputAdversary:
-    """GAL's objective for the masked generator (an :data:`~nlpprune_lessons.textgan.Objective`):
+    """GAL's objective for the masked generator (an :data:`~nlpprune_lessons.training.gan.Objective`):
 
     on each real batch, the dense ``teacher``'s next-token distributions are "real", the masked
     model's "fake". ``discriminator`` (reading distributions; padded positions zeroed) takes one

@@ -6,8 +6,8 @@ numbers of units gets a :class:`StackedRNN` (single-layer LSTMs/GRUs of any size
 RNNClassifier and RNNLanguageModel run with it unchanged. Models carrying pruning masks
 (``torch.nn.utils.prune``) are refused: fold the masks first with ``pruning.make_permanent``.
 
-Saved slim models (:func:`save_slim`) are safetensors files whose header metadata ``"meta"`` holds
-the JSON ``{"architecture": {...}}`` that :func:`load_slim` rebuilds the model from.
+Saved slim models (:func:`save_rnn_slim`) are safetensors files whose header metadata ``"meta"`` holds
+the JSON ``{"architecture": {...}}`` that :func:`load_rnn_slim` rebuilds the model from.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from ..checkpoints import load_checkpoint, save_checkpoint
-from ..checks import check_positive_int
-from ..models.rnn import CELLS, RNNClassifier, RNNLanguageModel
-from ..pruning.params import pruned_params
-from ..text import Vocab
-from ..train import _to, default_loss
-from .indices import as_index, check_indices, kept
+from nlpprune_lessons.core.batch import to_device
+from nlpprune_lessons.core.checkpoints import load_checkpoint, save_checkpoint
+from nlpprune_lessons.core.checks import check_positive_int
+from nlpprune_lessons.losses import default_loss
+from nlpprune_lessons.models.rnn import CELLS, RNNClassifier, RNNLanguageModel
+from nlpprune_lessons.pruning.params import pruned_params
+from nlpprune_lessons.structured.indices import as_index, check_indices, kept
+from nlpprune_lessons.text.vocab import Vocab
 
 GATES = {"lstm": 4, "gru": 3}  # gate blocks stacked in weight_ih / weight_hh: i,f,g,o and r,z,n
 CRITERIA = ("l2", "activation", "taylor")
@@ -140,23 +141,28 @@ def _check_model(model: nn.Module) -> None:
                          "call nlpprune_lessons.pruning.make_permanent(model) first")
 
 
-def _cell(rnn: nn.Module) -> str:
+def cell_type(rnn: nn.Module) -> str:
+    """``"lstm"`` or ``"gru"``: the cell of a torch RNN or a :class:`StackedRNN`."""
     return rnn.cell if isinstance(rnn, StackedRNN) else rnn.mode.lower()
 
 
-def _directions(rnn: nn.Module) -> int:
+def num_directions(rnn: nn.Module) -> int:
+    """2 for a bidirectional RNN, else 1."""
     return 2 if rnn.bidirectional else 1
 
 
-def _sizes(rnn: nn.Module) -> list[int]:
+def layer_sizes(rnn: nn.Module) -> list[int]:
+    """Hidden size of every layer of a torch RNN or a :class:`StackedRNN` (layers may differ there)."""
     return rnn.hidden_sizes if isinstance(rnn, StackedRNN) else [rnn.hidden_size] * rnn.num_layers
 
 
-def _head_name(model: nn.Module) -> str:
+def head_name(model: nn.Module) -> str:
+    """Attribute name of the layer that reads the last RNN layer: ``classifier`` or ``decoder``."""
     return "classifier" if isinstance(model, RNNClassifier) else "decoder"
 
 
-def _tied(model: nn.Module) -> bool:
+def tied_weights(model: nn.Module) -> bool:
+    """True for a language model whose decoder shares the embedding matrix."""
     return isinstance(model, RNNLanguageModel) and model.decoder.weight is model.embedding.weight
 
 
@@ -164,13 +170,13 @@ def _param_name(kind: str, layer: int, direction: int) -> str:
     return f"{kind}_l{layer}{'_reverse' if direction else ''}"
 
 
-def _weights(rnn: nn.Module) -> Weights:
+def recurrent_weights(rnn: nn.Module) -> Weights:
     """The recurrent parameters themselves (not copies), by layer and direction."""
     out = []
     for layer in range(rnn.num_layers):
         module, k = (rnn.layers[layer], 0) if isinstance(rnn, StackedRNN) else (rnn, layer)
         out.append([{kind: getattr(module, _param_name(kind, k, d)) for kind in _KINDS}
-                    for d in range(_directions(rnn))])
+                    for d in range(num_directions(rnn))])
     return out
 
 
@@ -210,18 +216,18 @@ def _embedding(old: nn.Embedding, weight: torch.Tensor) -> nn.Embedding:
 def _rebuilt(model: nn.Module, weights: Weights, **replace: nn.Module) -> nn.Module:
     """A deep copy of ``model`` with a StackedRNN of ``weights`` and the ``replace`` submodules."""
     slim = copy.deepcopy(model)
-    slim.rnn = _build(_cell(model.rnn), model.rnn.bidirectional, model.rnn.dropout, weights)
+    slim.rnn = _build(cell_type(model.rnn), model.rnn.bidirectional, model.rnn.dropout, weights)
     for name, module in replace.items():
         setattr(slim, name, module)
     return slim.train(model.training)
 
 
-def _gate_rows(keep: torch.Tensor, size: int, gates: int) -> torch.Tensor:
+def gate_rows(keep: torch.Tensor, size: int, gates: int) -> torch.Tensor:
     """Rows of the kept units in each of the ``gates`` blocks of size ``size``."""
     return torch.cat([keep + g * size for g in range(gates)])
 
 
-def _direction_cols(keep: torch.Tensor, size: int, directions: int) -> torch.Tensor:
+def direction_columns(keep: torch.Tensor, size: int, directions: int) -> torch.Tensor:
     """Columns of the kept units in a layer output laid out as ``[forward | backward]``."""
     return torch.cat([keep + d * size for d in range(directions)])
 
@@ -236,14 +242,14 @@ def remove_hidden_units(model: nn.Module, units: Mapping[int, Sequence[int]]) ->
     is a :class:`StackedRNN`, even for ``units={}`` (same outputs: a fair latency baseline).
     """
     removed = units_to_delete(model, units)
-    sizes = _sizes(model.rnn)
+    sizes = layer_sizes(model.rnn)
     keep = [kept(size, gone) for size, gone in zip(sizes, removed)]
     weights = _sliced_weights(model.rnn, keep)
-    if _tied(model):
+    if tied_weights(model):
         return _rebuilt(model, weights)
-    head = getattr(model, _head_name(model))
-    cols = _direction_cols(keep[-1], sizes[-1], _directions(model.rnn))
-    return _rebuilt(model, weights, **{_head_name(model): _linear(head.weight[:, cols], head.bias)})
+    head = getattr(model, head_name(model))
+    cols = direction_columns(keep[-1], sizes[-1], num_directions(model.rnn))
+    return _rebuilt(model, weights, **{head_name(model): _linear(head.weight[:, cols], head.bias)})
 
 
 def _check_units(units, sizes: list[int]) -> list[list[int]]:
@@ -263,9 +269,9 @@ def units_to_delete(model: nn.Module, units: Mapping[int, Sequence[int]]) -> lis
     Raises ValueError for masks, bad or duplicate indices, a whole layer, or the last layer of a
     language model with tied weights (its units are the embedding's dimensions)."""
     _check_model(model)
-    sizes = _sizes(model.rnn)
+    sizes = layer_sizes(model.rnn)
     removed = _check_units(units, sizes)
-    if _tied(model) and removed[-1]:
+    if tied_weights(model) and removed[-1]:
         raise ValueError(f"cannot remove units of the last recurrent layer ({len(sizes) - 1}) of a language model "
                          "with tied weights: decoder.weight is embedding.weight, so that layer must keep "
                          f"embed_dim = {model.embedding.embedding_dim} units")
@@ -274,11 +280,11 @@ def units_to_delete(model: nn.Module, units: Mapping[int, Sequence[int]]) -> lis
 
 def _sliced_weights(rnn: nn.Module, keep: list[torch.Tensor]) -> Weights:
     """Recurrent weights restricted to the ``keep`` units of each layer (rows and columns)."""
-    sizes, gates, d = _sizes(rnn), GATES[_cell(rnn)], _directions(rnn)
+    sizes, gates, d = layer_sizes(rnn), GATES[cell_type(rnn)], num_directions(rnn)
     weights = []
-    for layer, directions in enumerate(_weights(rnn)):
-        rows = _gate_rows(keep[layer], sizes[layer], gates)
-        cols = _direction_cols(keep[layer - 1], sizes[layer - 1], d) if layer else slice(None)
+    for layer, directions in enumerate(recurrent_weights(rnn)):
+        rows = gate_rows(keep[layer], sizes[layer], gates)
+        cols = direction_columns(keep[layer - 1], sizes[layer - 1], d) if layer else slice(None)
         weights.append([{"weight_ih": w["weight_ih"][rows][:, cols], "weight_hh": w["weight_hh"][rows][:, keep[layer]],
                          "bias_ih": w["bias_ih"][rows], "bias_hh": w["bias_hh"][rows]} for w in directions])
     return weights
@@ -288,12 +294,12 @@ def remove_embedding_dims(model: nn.Module, dims: Sequence[int]) -> nn.Module:
     """A new model without the embedding columns ``dims`` and the matching input columns of the first
     recurrent layer (both directions). Not for a language model with tied weights."""
     _check_model(model)
-    if _tied(model):
+    if tied_weights(model):
         raise ValueError("cannot remove embedding dims of a language model with tied weights: embedding.weight "
                          "is decoder.weight, whose columns belong to the last layer's hidden units")
     size = model.embedding.embedding_dim
     keep = kept(size, check_indices(dims, size, "embedding dim", "embedding dims"))
-    weights = _weights(model.rnn)
+    weights = recurrent_weights(model.rnn)
     weights[0] = [{**w, "weight_ih": w["weight_ih"][:, keep]} for w in weights[0]]
     return _rebuilt(model, weights, embedding=_embedding(model.embedding, model.embedding.weight[:, keep]))
 
@@ -322,7 +328,7 @@ def prune_vocabulary(model: nn.Module, vocab: Vocab, keep: int) -> tuple[nn.Modu
     slim.embedding = _embedding(model.embedding, model.embedding.weight[:keep])
     if isinstance(model, RNNLanguageModel):
         slim.decoder = _linear(model.decoder.weight[:keep], model.decoder.bias[:keep])
-        if _tied(model):
+        if tied_weights(model):
             slim.decoder.weight = slim.embedding.weight
     return slim.train(model.training), Vocab(vocab.itos[specials:keep], vocab.specials)
 
@@ -346,7 +352,7 @@ def hidden_unit_importance(
     - ``"taylor"``: ``|sum of h * dL/dh|`` over the batch's positions, averaged over the batches of
       ``data`` (Molchanov et al., 2017); ``dL/dh`` is taken wherever ``h`` is used (next layer or head,
       and the layer's own next step), i.e. the derivative of the loss with respect to a gate scaling
-      the unit's output. Loss ``loss_fn(model, batch)``, default :func:`~nlpprune_lessons.train.default_loss`;
+      the unit's output. Loss ``loss_fn(model, batch)``, default :func:`~nlpprune_lessons.losses.default_loss`;
       eval mode, the model's ``.grad`` fields are left alone.
 
     ``data`` and ``loss_fn`` are ignored by criteria that do not use them.
@@ -373,11 +379,11 @@ def _own_squares(w: dict[str, torch.Tensor], gates: int, size: int) -> torch.Ten
 
 @torch.no_grad()
 def _l2_scores(model: nn.Module) -> list[torch.Tensor]:
-    gates, sizes, weights = GATES[_cell(model.rnn)], _sizes(model.rnn), _weights(model.rnn)
+    gates, sizes, weights = GATES[cell_type(model.rnn)], layer_sizes(model.rnn), recurrent_weights(model.rnn)
     scores = []
     for layer, size in enumerate(sizes):
         consumers = ([w["weight_ih"] for w in weights[layer + 1]] if layer + 1 < len(sizes)
-                     else [getattr(model, _head_name(model)).weight])
+                     else [getattr(model, head_name(model)).weight])
         outgoing = sum((c ** 2).sum(0) for c in consumers)  # [d * size], laid out [forward | backward]
         scores.append(sum((_own_squares(w, gates, size) + outgoing[k * size:(k + 1) * size]).sqrt()
                           for k, w in enumerate(weights[layer])).cpu())
@@ -386,11 +392,11 @@ def _l2_scores(model: nn.Module) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def _activation_scores(model: nn.Module, data: Iterable[Batch]) -> list[torch.Tensor]:
-    rnn = _build(_cell(model.rnn), model.rnn.bidirectional, 0.0, _weights(model.rnn)).eval()  # layer by layer
-    device, sizes, d = model.embedding.weight.device, _sizes(model.rnn), _directions(model.rnn)
+    rnn = _build(cell_type(model.rnn), model.rnn.bidirectional, 0.0, recurrent_weights(model.rnn)).eval()  # layer by layer
+    device, sizes, d = model.embedding.weight.device, layer_sizes(model.rnn), num_directions(model.rnn)
     sums, counts, batches = [0.0] * len(sizes), [0] * len(sizes), 0
     for batch in data:
-        batch = _to(batch, device)
+        batch = to_device(batch, device)
         x = model.embedding(batch["input_ids"])
         if batch.get("lengths") is not None:
             x = pack_padded_sequence(x, batch["lengths"].cpu(), batch_first=True, enforce_sorted=False)
@@ -426,12 +432,12 @@ def _taylor_scores(model: nn.Module, data: Iterable[Batch],
     # A unit's output h is used by (1) its layer's weight_hh column at the next step and (2) the next
     # layer's weight_ih columns or the head's input. Sum of w * dL/dw over the weight columns of (1)
     # and the next layer, and of x * dL/dx over the head's input x, is sum of h * dL/dh over all uses.
-    sizes, d, weights = _sizes(model.rnn), _directions(model.rnn), _weights(model.rnn)
+    sizes, d, weights = layer_sizes(model.rnn), num_directions(model.rnn), recurrent_weights(model.rnn)
     hh = [w["weight_hh"] for layer in weights for w in layer]
     ih = [w["weight_ih"] for layer in weights[1:] for w in layer]
     flags = [p.requires_grad for p in hh + ih]
     head_inputs: list[torch.Tensor] = []
-    hook = getattr(model, _head_name(model)).register_forward_hook(lambda m, args, out: head_inputs.append(args[0]))
+    hook = getattr(model, head_name(model)).register_forward_hook(lambda m, args, out: head_inputs.append(args[0]))
     scores = [hh[0].new_zeros(size) for size in sizes]
     was_training, batches = model.training, 0
     model.eval()
@@ -441,9 +447,9 @@ def _taylor_scores(model: nn.Module, data: Iterable[Batch],
         with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
             for batch in data:
                 head_inputs.clear()
-                loss = loss_fn(model, _to(batch, hh[0].device))
+                loss = loss_fn(model, to_device(batch, hh[0].device))
                 if not head_inputs:
-                    raise ValueError(f"loss_fn did not run the model's {_head_name(model)}")
+                    raise ValueError(f"loss_fn did not run the model's {head_name(model)}")
                 tensors = hh + ih + head_inputs[-1:]
                 grads = torch.autograd.grad(loss, tensors, allow_unused=True)
                 _add_taylor(scores, _column_products(tensors, grads), sizes, d)
@@ -479,7 +485,7 @@ def units_to_remove(scores: Sequence[torch.Tensor], fraction: float) -> dict[int
 def hidden_sizes(model: nn.Module) -> list[int]:
     """Hidden size of each recurrent layer."""
     _check_type(model)
-    return list(_sizes(model.rnn))
+    return list(layer_sizes(model.rnn))
 
 
 def recurrent_flops(model: nn.Module, seq_len: int) -> int:
@@ -487,8 +493,8 @@ def recurrent_flops(model: nn.Module, seq_len: int) -> int:
     sum over layers and directions of ``gates * H_l * (in_l + H_l) * seq_len`` (gates: 4 LSTM, 3 GRU)."""
     _check_type(model)
     check_positive_int(seq_len, "seq_len")
-    rnn, sizes = model.rnn, _sizes(model.rnn)
-    d, gates = _directions(rnn), GATES[_cell(rnn)]
+    rnn, sizes = model.rnn, layer_sizes(model.rnn)
+    d, gates = num_directions(rnn), GATES[cell_type(rnn)]
     inputs = [rnn.input_size] + [d * h for h in sizes[:-1]]
     return d * seq_len * sum(gates * h * (i + h) for i, h in zip(inputs, sizes))
 
@@ -497,15 +503,15 @@ def recurrent_flops(model: nn.Module, seq_len: int) -> int:
 def _architecture(model: nn.Module) -> dict:
     rnn = model.rnn
     arch = {"class": type(model).__name__, "vocab_size": model.embedding.num_embeddings,
-            "embed_dim": model.embedding.embedding_dim, "hidden_sizes": _sizes(rnn), "cell": _cell(rnn),
+            "embed_dim": model.embedding.embedding_dim, "hidden_sizes": layer_sizes(rnn), "cell": cell_type(rnn),
             "bidirectional": rnn.bidirectional, "dropout": model.dropout.p,
             "stacked": isinstance(rnn, StackedRNN)}
     if isinstance(model, RNNClassifier):
         return {**arch, "num_classes": model.classifier.out_features, "pad_id": model.embedding.padding_idx}
-    return {**arch, "tie_weights": _tied(model)}
+    return {**arch, "tie_weights": tied_weights(model)}
 
 
-def save_slim(model: nn.Module, path: str | Path) -> Path:
+def save_rnn_slim(model: nn.Module, path: str | Path) -> Path:
     """Write the weights (safetensors) with the architecture as JSON in the header metadata:
     ``"meta"`` = ``{"architecture": {class, vocab_size, embed_dim, hidden_sizes, cell, bidirectional,
     dropout, stacked, num_classes and pad_id | tie_weights}}``. Returns the path."""
@@ -531,8 +537,8 @@ def _empty_model(arch: dict, path: str | Path) -> nn.Module:
     return model
 
 
-def load_slim(path: str | Path) -> nn.Module:
-    """Rebuild a model written by :func:`save_slim` and load its weights; returned in eval mode."""
+def load_rnn_slim(path: str | Path) -> nn.Module:
+    """Rebuild a model written by :func:`save_rnn_slim` and load its weights; returned in eval mode."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as fh:

@@ -4,21 +4,20 @@ from the dense teacher (logits and, optionally, hidden states), reusing lessons 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from .. import config
-from ..bench import compare_latency, release_memory
-from ..train import evaluate_classifier, frozen_embeddings, train_classifier
-from .transformer import (
+from nlpprune_lessons.core import config
+from nlpprune_lessons.evaluate import evaluate_classifier
+from nlpprune_lessons.measure.latency import compare_latency
+from nlpprune_lessons.measure.memory import release_memory
+from nlpprune_lessons.measure.size import file_size_bytes
+from nlpprune_lessons.structured.transformer import (
     drop_layers,
     encoder_flops,
     ffn_neuron_importance,
@@ -28,22 +27,11 @@ from .transformer import (
     lowest,
     prune_ffn_neurons,
     prune_heads,
-    prune_vocabulary,
-    save_slim,
-    vocabulary_map,
 )
+from nlpprune_lessons.training.freezing import frozen_embeddings
+from nlpprune_lessons.training.loop import train_classifier
 
 SLIM_KINDS = ("heads", "ffn", "layers")
-#: What each step removes: ``heads`` a fraction of the model's heads (ranked across layers by Michel
-#: et al.'s score, normalised per layer; every layer keeps one), ``ffn`` a fraction of every layer's
-#: FFN neurons (Taylor score), ``layers`` a number of whole layers (the ones whose removal raises the
-#: loss least). The default plan is the issue's calibration point: 6 of 12 heads per layer on average,
-#: half of the FFN, 2 of 6 layers (2.9x faster on 2 CPU cores before recovery).
-SLIM_PLAN = (("heads", 0.5), ("ffn", 0.5), ("layers", 2))
-#: Recovery after each step: AdamW with 10% warm-up and linear decay, the embeddings frozen,
-#: distillation from the dense teacher (temperature 2, half KD, half cross-entropy). lr 3e-4: better
-#: on validation than 1e-4 in a FAST run; the FULL benchmark used it (one candidate, not searched).
-RECOVERY = dict(lr=3e-4, epochs=1, kd_temperature=2.0, kd_weight=0.5, hidden_weight=1.0, warmup_ratio=0.1)
 
 
 def _check_plan(plan) -> list[tuple[str, float]]:
@@ -65,7 +53,7 @@ def _check_plan(plan) -> list[tuple[str, float]]:
 
 def remove_structures(model: nn.Module, kind: str, amount: float, data: Sequence[dict], *,
                       ffn_criterion: str = "taylor") -> tuple[nn.Module, dict[int, list[int]] | list[int]]:
-    """One step of :data:`SLIM_PLAN`'s kinds on a copy of ``model``, scored on the batches ``data``.
+    """One step of :data:`SLIM_KINDS` on a copy of ``model``, scored on the batches ``data``.
     Returns the slim model and what went: ``{layer: indices}`` (heads, FFN) or the dropped layers."""
     (kind, amount), = _check_plan([(kind, amount)])
     if kind == "heads":
@@ -84,19 +72,35 @@ def remove_structures(model: nn.Module, kind: str, amount: float, data: Sequence
     return drop_layers(model, removed), removed
 
 
-def recover(student: nn.Module, teacher: nn.Module | None, loaders: Mapping[str, Iterable[dict]], *,
-            lr: float = RECOVERY["lr"], epochs: int = RECOVERY["epochs"], hidden_map: Mapping[int, int] | None = None,
-            seed: int = 0, progress: bool = False):
-    """Fine-tune ``student`` in place on ``loaders["train"]`` (validation each epoch), distilled from
-    ``teacher`` when given (:data:`RECOVERY`'s settings; ``hidden_map`` adds hidden-state distillation,
-    see :func:`~nlpprune_lessons.train.hidden_state_loss`). Returns the training history."""
+#: The settings a recovery recipe must name (lesson 08 holds the course's recipe).
+RECIPE_KEYS = ("lr", "epochs", "warmup_ratio", "kd_temperature", "kd_weight", "hidden_weight")
+
+
+def check_recipe(recipe: Mapping) -> Mapping:
+    """A recovery recipe is a mapping with every key of :data:`RECIPE_KEYS` (extra keys are refused)."""
+    if not isinstance(recipe, Mapping):
+        raise TypeError(f"recipe must be a dict with keys {RECIPE_KEYS}, got {type(recipe).__name__}")
+    missing, extra = set(RECIPE_KEYS) - set(recipe), set(recipe) - set(RECIPE_KEYS)
+    if missing or extra:
+        raise ValueError(f"recipe must have exactly the keys {RECIPE_KEYS}; missing {sorted(missing)}, "
+                         f"unknown {sorted(extra)}")
+    return recipe
+
+
+def recover(student: nn.Module, teacher: nn.Module | None, loaders: Mapping[str, Iterable[dict]],
+            recipe: Mapping, *, hidden_map: Mapping[int, int] | None = None, seed: int = 0, progress: bool = False):
+    """Fine-tune ``student`` in place on ``loaders["train"]`` (validation each epoch) with ``recipe``
+    (:data:`RECIPE_KEYS`: AdamW with linear warm-up and decay, the embeddings frozen), distilled from
+    ``teacher`` when given (``hidden_map`` adds hidden-state distillation, see
+    :func:`~nlpprune_lessons.losses.hidden_state_loss`). Returns the training history."""
+    check_recipe(recipe)
     config.set_seed(seed)
     with frozen_embeddings(student):
         history = train_classifier(
-            student.train(), loaders["train"], loaders["validation"], epochs=epochs, lr=lr, schedule="linear",
-            warmup_ratio=RECOVERY["warmup_ratio"], weight_decay=0.01, teacher=teacher,
-            kd_temperature=RECOVERY["kd_temperature"], kd_weight=RECOVERY["kd_weight"], kd_hidden_map=hidden_map,
-            kd_hidden_weight=RECOVERY["hidden_weight"], restore_best=False, progress=progress)
+            student.train(), loaders["train"], loaders["validation"], epochs=recipe["epochs"], lr=recipe["lr"],
+            schedule="linear", warmup_ratio=recipe["warmup_ratio"], weight_decay=0.01, teacher=teacher,
+            kd_temperature=recipe["kd_temperature"], kd_weight=recipe["kd_weight"], kd_hidden_map=hidden_map,
+            kd_hidden_weight=recipe["hidden_weight"], restore_best=False, progress=progress)
     student.zero_grad(set_to_none=True)  # the last step's gradients would stay with the model
     return history
 
@@ -108,19 +112,12 @@ def _score_batches(loader, count: int) -> list[dict]:
     return list(islice(loader, count))
 
 
-def file_megabytes(model: nn.Module) -> float:
-    """Size in MB of ``model`` written by :func:`~nlpprune_lessons.structured.transformer.save_slim`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return save_slim(model, Path(tmp) / "model.safetensors").stat().st_size / 1e6
-
-
 def slim_with_recovery(
     dense: nn.Module,
     loaders: Mapping[str, Iterable[dict]],
-    plan: Sequence[tuple[str, float]] = SLIM_PLAN,
+    plan: Sequence[tuple[str, float]],
+    recipe: Mapping,
     *,
-    lr: float = RECOVERY["lr"],
-    epochs: int = RECOVERY["epochs"],
     distill: bool = True,
     hidden_distill: bool = False,
     score_batches: int = 8,
@@ -128,7 +125,7 @@ def slim_with_recovery(
     progress: bool = True,
 ) -> tuple[list[dict], dict[str, nn.Module]]:
     """Apply ``plan`` step by step to a copy of ``dense``: score on ``score_batches`` training batches,
-    remove, evaluate (validation and test: "before"), recover for ``epochs`` (distilled from ``dense``
+    remove, evaluate (validation and test: "before"), recover with ``recipe`` (:func:`recover`; distilled from ``dense``
     when ``distill``; ``hidden_distill`` also matches every kept layer's hidden state to the teacher
     layer it came from), evaluate again ("after").
 
@@ -139,6 +136,7 @@ def slim_with_recovery(
     from tqdm.auto import tqdm
 
     steps = _check_plan(plan)
+    check_recipe(recipe)
     if hidden_distill and not distill:
         raise ValueError("hidden_distill needs distill=True (the dense model is the teacher)")
     dense = dense.eval()
@@ -149,7 +147,7 @@ def slim_with_recovery(
         shapes = layer_shapes(model)
         return {"parameters": sum(p.numel() for p in model.parameters()), "layers": len(shapes),
                 "heads": sum(s["heads"] for s in shapes), "ffn_neurons": sum(s["intermediate"] for s in shapes),
-                "encoder_gflops_s64": encoder_flops(model, 64) / 1e9, "file_MB": file_megabytes(model)}
+                "encoder_gflops_s64": encoder_flops(model, 64) / 1e9, "file_MB": file_size_bytes(model) / 1e6}
 
     def accuracy(model: nn.Module, prefix: str) -> dict:
         return {f"{prefix}{split}_accuracy": evaluate_classifier(model, loaders[split])["accuracy"]
@@ -166,7 +164,7 @@ def slim_with_recovery(
             origin = [o for i, o in enumerate(origin) if i not in removed]
         before = accuracy(slim, "before_")
         hidden_map = {i + 1: o + 1 for i, o in enumerate(origin)} if hidden_distill else None
-        history = recover(slim, dense if distill else None, loaders, lr=lr, epochs=epochs, hidden_map=hidden_map,
+        history = recover(slim, dense if distill else None, loaders, recipe, hidden_map=hidden_map,
                           seed=seed, progress=progress)
         name = f"{name} + {kind}" if name else kind
         slim.eval()
@@ -178,29 +176,10 @@ def slim_with_recovery(
     return records, models
 
 
-def vocabulary_pruned(model: nn.Module, data, seed: int = 0) -> tuple[nn.Module, dict[str, DataLoader]]:
-    """``model`` with its word embeddings cut to the WordPiece ids that occur in the training reviews
-    of ``data`` (an :class:`~nlpprune_lessons.encoder_recipes.EncoderData`) plus the special tokens
-    (:func:`~nlpprune_lessons.structured.transformer.prune_vocabulary`), and loaders of every split
-    with the ids translated (an id never seen in training becomes ``[UNK]``)."""
-    from ..encoder_recipes import ENCODER_RECIPE
-    from ..models.transformers import encoder_loader
-
-    tokenizer = data.tokenizer
-    keep = {i for row in data.ids["train"] for i in row} | set(tokenizer.all_special_ids)
-    slim = prune_vocabulary(model, keep, tokenizer.unk_token_id)
-    mapping = vocabulary_map(slim).tolist()
-    loaders = {split: encoder_loader([[mapping[i] for i in row] for row in ids], data.labels[split],
-                                     pad_id=slim.config.pad_token_id, shuffle=split == "train", seed=seed,
-                                     batch_size=ENCODER_RECIPE["batch_size" if split == "train" else "eval_batch_size"])
-               for split, ids in data.ids.items()}
-    return slim, loaders
-
-
 def latency_table(models: Mapping[str, nn.Module], *, batch_sizes: Sequence[int] = (1, 32),
                   seq_lens: Sequence[int] = (64, 128), vocab_size: int | None = None, rounds: int = 3,
                   repeats: int = 10, warmup: int = 2, seed: int = 0) -> pd.DataFrame:
-    """CPU/GPU latency (ms, :func:`~nlpprune_lessons.bench.compare_latency`: alternating rounds, best
+    """CPU/GPU latency (ms, :func:`~nlpprune_lessons.measure.latency.compare_latency`: alternating rounds, best
     median) of every model at every batch size x sequence length, on seeded random token ids with no
     padding, and each model's speedup over the first one. The thread count is a column."""
     if not models:
@@ -229,4 +208,3 @@ def speed_accuracy(records: Sequence[dict], latency: pd.DataFrame, batch: int = 
     table["speedup"] = at["speedup"]
     table["flop_ratio"] = table["encoder_gflops_s64"].iloc[0] / table["encoder_gflops_s64"]
     return table.reset_index()
-

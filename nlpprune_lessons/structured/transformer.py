@@ -25,13 +25,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..checkpoints import load_checkpoint, save_checkpoint
-from ..checks import check_positive_int
-from ..pruning.params import pruned_params
-from ..train import _to, classification_loss
-from .indices import as_index, check_indices, kept
+from nlpprune_lessons.core.batch import to_device
+from nlpprune_lessons.core.checkpoints import load_checkpoint, save_checkpoint
+from nlpprune_lessons.core.checks import check_positive_int
+from nlpprune_lessons.losses import classification_loss
+from nlpprune_lessons.pruning.params import pruned_params
+from nlpprune_lessons.structured.indices import as_index, check_indices, kept
 
-#: Model classes this module handles, and the only ones :func:`load_slim` rebuilds (never remote code).
+#: Model classes this module handles, and the only ones :func:`load_bert_slim` rebuilds (never remote code).
 SLIM_CLASSES = ("BertModel", "BertForSequenceClassification")
 FFN_CRITERIA = ("taylor", "l2", "activation")
 SLIM_FORMAT = "nlpprune-slim-bert"
@@ -134,7 +135,7 @@ def _gate_gradients(model: nn.Module, data, loss_fn: LossFn | None, gates_cm, on
         with torch.enable_grad(), gates_cm as handles:
             gates = handles[0] if isinstance(handles, tuple) else handles
             for batch in data:
-                batch = _to(batch, device)
+                batch = to_device(batch, device)
                 loss = loss_fn(model, batch)
                 grads = torch.autograd.grad(loss, gates)
                 if on_batch is not None:
@@ -220,7 +221,7 @@ def layer_importance(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn | 
     def mean_loss(m: nn.Module) -> float:
         device = next(m.parameters()).device
         m.eval()
-        return sum(loss_fn(m, _to(b, device)).item() for b in batches) / len(batches)
+        return sum(loss_fn(m, to_device(b, device)).item() for b in batches) / len(batches)
 
     was_training = model.training
     try:
@@ -352,7 +353,7 @@ def prune_vocabulary(model: nn.Module, keep_ids: Iterable[int], unk_id: int) -> 
     """A copy of ``model`` whose word-embedding table keeps only the rows of ``keep_ids`` (plus
     ``unk_id`` and the padding id), in ascending id order. Input ids must then be translated with
     :func:`vocabulary_map`; a removed id becomes ``unk_id``. The kept ids are recorded in the config
-    (``nlpprune_kept_token_ids``), so :func:`save_slim`/:func:`load_slim` carry them. Pruning the
+    (``nlpprune_kept_token_ids``), so :func:`save_bert_slim`/:func:`load_bert_slim` carry them. Pruning the
     vocabulary of an already pruned one is refused (its ids are no longer the tokenizer's)."""
     _check_model(model)
     if getattr(model.config, VOCABULARY_KEY, None) is not None:
@@ -421,9 +422,9 @@ def slim_summary(model: nn.Module) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- saving
-def save_slim(model: nn.Module, path: str | Path) -> Path:
+def save_bert_slim(model: nn.Module, path: str | Path) -> Path:
     """Write the weights (safetensors) and, in its header metadata, the model class, the config and
-    every layer's shape (:func:`layer_shapes`), enough for :func:`load_slim` to rebuild it. Returns the path."""
+    every layer's shape (:func:`layer_shapes`), enough for :func:`load_bert_slim` to rebuild it. Returns the path."""
     _check_model(model)
     meta = {"format": SLIM_FORMAT, "version": SLIM_VERSION, "model_class": type(model).__name__,
             "config": model.config.to_dict(), "layers": layer_shapes(model)}
@@ -441,12 +442,12 @@ def _resize(layer: nn.Module, heads: int, head_size: int, intermediate: int) -> 
     layer.output.dense = nn.Linear(intermediate, hidden)
 
 
-def load_slim(path: str | Path, *, attn_implementation: str = "sdpa") -> nn.Module:
-    """Rebuild a model written by :func:`save_slim` (only :data:`SLIM_CLASSES`) with its per-layer
+def load_bert_slim(path: str | Path, *, attn_implementation: str = "sdpa") -> nn.Module:
+    """Rebuild a model written by :func:`save_bert_slim` (only :data:`SLIM_CLASSES`) with its per-layer
     shapes and load its weights (strict); returned in eval mode on the CPU."""
     from safetensors import safe_open
 
-    from ..models.transformers import ATTENTION_IMPLEMENTATIONS
+    from nlpprune_lessons.models.transformers import ATTENTION_IMPLEMENTATIONS
 
     if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}")

@@ -1,0 +1,62 @@
+"""Measured numbers written as ``results/<name>.json``, read by notebook 11 and ``nlpprune report``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+
+from nlpprune_lessons.core import config
+
+
+def _plain(value):
+    """JSON-ready: NaN (a column a record does not have, in a DataFrame) becomes null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return _plain(value.item())
+    return value
+
+
+def save_results(
+    name: str, records: Iterable[Mapping], *, seed: int | None = None, directory: Path | None = None
+) -> Path:
+    """Write ``records`` (one dict per measured configuration) with the run's context.
+
+    The file holds the mode (FAST/FULL), seed, torch version, device, thread count and time, so a
+    number is never read without knowing how it was made. Missing values (NaN) are written as null.
+    """
+    if not name or any(ch in name for ch in "/\\"):
+        raise ValueError(f"name must be a plain file stem like '01_text_preprocessing', got {name!r}")
+    rows = [{key: _plain(value) for key, value in r.items()} for r in records]
+    if not rows:
+        raise ValueError("no records to save")
+    payload = {
+        "name": name,
+        "mode": config.mode(),
+        "seed": seed,
+        "torch": torch.__version__,
+        "device": str(config.get_device()),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "records": rows,
+    }
+    path = (directory or config.results_dir()) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=float, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_results(path: str | Path) -> dict:
+    """Read one results file, checking it has the fields :func:`save_results` writes."""
+    payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    missing = {"name", "mode", "records"} - payload.keys()
+    if missing:
+        raise ValueError(f"{path} is not a results file (missing {sorted(missing)})")
+    return payload

@@ -1,0 +1,15 @@
+"""Learning-rate schedules: linear warm-up then linear decay (the BERT fine-tuning schedule)."""
+
+from __future__ import annotations
+
+SCHEDULES = ("constant", "linear")
+
+
+def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate factor: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``
+    (the BERT fine-tuning schedule)."""
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"need 0 <= warmup_steps <= total_steps, got {warmup_steps} and {total_steps}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
