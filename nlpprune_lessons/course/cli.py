@@ -11,7 +11,15 @@ from nlpprune_lessons.core import config
 from nlpprune_lessons.course.doctor import failed, format_report, run_checks
 from nlpprune_lessons.course.expected import expected_path, record_expected, write_nbval_copy
 from nlpprune_lessons.course.notebooks import execute_notebook, notebook_paths, write_student_copies
-from nlpprune_lessons.course.report import collect, markdown_table, results_table
+from nlpprune_lessons.course.report import (
+    PAGE_COMMAND,
+    check_generated,
+    collect,
+    generated_files,
+    markdown_table,
+    results_table,
+    write_generated,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -56,27 +64,67 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in records) else 1
 
 
+def _report_error(args: argparse.Namespace, message: str) -> None:
+    """Exit with status 2 and one line on stderr: a bad argument of ``nlpprune report``."""
+    args.subparser.exit(2, f"{args.subparser.prog}: error: {message}\n")
+
+
 def _report(args: argparse.Namespace) -> int:
     if args.reference and args.dir is not None:
-        args.subparser.error("give either DIR or --reference, not both")
-    if args.reference:
+        _report_error(args, "give either DIR or --reference, not both")
+    if args.pages is None and (args.check or args.readme is not None):
+        _report_error(args, f"{'--check' if args.check else '--readme'} needs --pages DIR")
+    if args.reference or (args.pages is not None and args.dir is None):
         if config.PROJECT_ROOT is None:
-            args.subparser.error("--reference needs a checkout of the course repository")
+            _report_error(args, "the reference results need a checkout of the course repository; give DIR")
         directory = config.PROJECT_ROOT / "results" / "reference"
     else:
         directory = args.dir if args.dir is not None else config.results_dir()
     try:
         paths = collect(directory)
     except NotADirectoryError as err:
-        args.subparser.error(str(err))
+        _report_error(args, str(err))
     if not paths:
         print(f"no results files (*.json) in {directory}", file=sys.stderr)
         return 1
+    if args.pages is not None:
+        return _pages(args, directory)
     try:
         print(results_table(paths))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _pages(args: argparse.Namespace, directory: Path) -> int:
+    """``nlpprune report --pages``: write (or, with --check, compare) the results pages and README times."""
+    pages = Path(args.pages)
+    if args.check and not pages.is_dir():
+        _report_error(args, f"{pages} is not a directory; nothing to check")
+    readme = args.readme
+    if readme is None and args.dir is None and config.PROJECT_ROOT is not None:
+        readme = config.PROJECT_ROOT / "README.md"
+    if readme is not None and not Path(readme).is_file():
+        _report_error(args, f"{readme} is not a file; give the README with --readme")
+    try:
+        files = generated_files(directory, pages, readme)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.check:
+        problems = check_generated(files, pages)
+        for line in problems:
+            print(line)
+        if problems:
+            print(f"regenerate with: {PAGE_COMMAND}", file=sys.stderr)
+            return 1
+        print(f"{len(files)} generated file(s) up to date")
+        return 0
+    written = write_generated(files)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"{len(written)} of {len(files)} generated file(s) changed")
     return 0
 
 
@@ -143,9 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="time limit per cell (default: 1800)")
     run.set_defaults(handler=_run, subparser=run)
 
-    report = sub.add_parser("report", help="Markdown table of results files")
-    report.add_argument("dir", nargs="?", metavar="DIR", help="folder of *.json (default: results/)")
+    report = sub.add_parser("report", help="Markdown table of results files, or the results pages")
+    report.add_argument("dir", nargs="?", metavar="DIR",
+                        help="folder of *.json (default: results/; with --pages: results/reference/)")
     report.add_argument("--reference", action="store_true", help="show results/reference instead")
+    report.add_argument("--pages", metavar="OUT_DIR",
+                        help="write one Markdown page per lesson (and index.md) to OUT_DIR, and the "
+                             "lesson times of the README, from the reference results")
+    report.add_argument("--check", action="store_true",
+                        help="with --pages: write nothing; exit 1 naming every page (or README) that "
+                             "differs from what would be generated")
+    report.add_argument("--readme", metavar="FILE",
+                        help="with --pages: the README whose lesson times to fill (default: the "
+                             "checkout's README.md, unless DIR is given)")
     report.set_defaults(handler=_report, subparser=report)
 
     student = sub.add_parser("student", help="write notebooks with solutions stubbed out")
