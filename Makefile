@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nlpprune-installed
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test unit notebooks expected course doctor student clean
+.PHONY: setup lab test lint unit notebooks expected pages course doctor student clean
 
 setup: $(STAMP)
 
@@ -28,12 +28,19 @@ lab: setup
 # '# NBVAL_CHECK_OUTPUT' cells (tests/expected_outputs/); the committed notebooks have no outputs.
 NBVAL_COPIES := build/nbval
 
-test: setup
+# The whole suite: the layers contract, the unit tests, every notebook in FAST mode; the 25 slowest
+# tests are printed (not asserted: the machine may be shared).
+test: setup lint
 	rm -rf $(NBVAL_COPIES) && $(BIN)/nlpprune expected prepare --out $(NBVAL_COPIES)
-	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests $(NBVAL_COPIES) $(NBVAL)
+	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests $(NBVAL_COPIES) $(NBVAL) --durations=25
 
-unit: setup
-	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests
+# The package's layers (library < lessons < course), as pyproject.toml's import-linter contract states them.
+lint: setup
+	$(BIN)/lint-imports
+
+# Quick feedback while editing: no notebooks, no tests that read the asset packages or take seconds.
+unit: setup lint
+	NLPPRUNE_FAST=1 $(BIN)/python -m pytest tests -m "not slow and not assets" --durations=10
 
 notebooks: setup
 	rm -rf $(NBVAL_COPIES) && $(BIN)/nlpprune expected prepare --out $(NBVAL_COPIES)
@@ -41,6 +48,10 @@ notebooks: setup
 
 expected: setup
 	$(BIN)/nlpprune expected record
+
+# The results pages (docs/results/) and the README's lesson times, generated from results/reference/*.json.
+pages: setup
+	$(BIN)/nlpprune report --pages docs/results
 
 course: setup
 	$(BIN)/nlpprune run

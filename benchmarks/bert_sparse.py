@@ -3,11 +3,11 @@ sparsities by one-shot magnitude, gradual magnitude and movement pruning, each w
 distillation from the dense teacher, each method at its own learning rate chosen on validation.
 
 Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
-results/bert_sparse.json and prints the table and the issue's targets:
+results/bert_sparse.json and prints the table and the course's targets:
 
 - dense fine-tuned test accuracy >= 0.82;
 - 50% encoder sparsity: best method >= 99% of dense accuracy; 90%: >= 97%; 95%: >= 92% (the best
-  of the test ranking, every method at its learning rate chosen on validation, as the issue states it;
+  of the test ranking, every method at its learning rate chosen on validation, as the target states it;
   the stricter check that also chooses the method on validation is printed beside it);
 - 90%-sparse model stored by save_sparse: pruned encoder weights <= 15% of their dense bytes.
 
@@ -20,13 +20,12 @@ results/bert_sparse.json and prints the table and the issue's targets:
 Every method runs without distillation at every sparsity and at every learning rate of
 ``LR_CANDIDATES``; validation chooses the rate of each method *at each sparsity* (a lightly pruned
 model needs a small step, a 90% cut a large one). The ``--kd-at`` sparsities (default 90%, the
-hardest target; ``--kd-at 0.9 0.95`` adds 95%, about 15 more minutes) also get a run distilled from
+hardest target; ``--kd-at 0.9 0.95`` adds 95%) also get a run distilled from
 the dense teacher, at the chosen rate: softened logits plus every layer's output (``--kd-hidden-weight
 0``: the logits only). Distilled runs start as soon as their search is in, ahead of the queue.
 Runs go to ``--workers`` processes (default 2 on a CPU: two one-thread processes finish more runs
-per hour than one two-thread process); a one-epoch run took 6-9 minutes on one thread beside another
-(9-10 with distillation), and the default set took 87 minutes alone from an empty cache on 2 cores
-(2026-12-01; README, lessons 06-07).
+per hour than one two-thread process). The seconds of every run and of the whole set are in the
+results file and on docs/results/06_07_sparse_bert.md.
 
 Each finished run is appended to a journal in the course cache (``bert_sparse-<mode>.jsonl``; the
 90% model measured for storage and latency is saved beside it), and a new start skips the runs the
@@ -58,9 +57,8 @@ from nlpprune_lessons.pruning.finetune import KD_HIDDEN_WEIGHT, OPTIMIZER, SPARS
 SEED = 0
 TARGETS = {0.5: 0.99, 0.9: 0.97, 0.95: 0.92}  # best method's share of dense test accuracy
 #: Learning-rate candidates per method; validation picks one per method and sparsity. Movement pruning
-#: gets one rate: an earlier run with one rate per method (chosen at 90%) found it at the majority
-#: class at 1e-4, 3e-4 and 1e-3 alike (results/reference/bert_sparse.json as of commit 7ffc199), so the default set
-#: does not spend a search on it; ``--lrs`` brings one back.
+#: gets one rate: with one rate per method (chosen at 90%) it ends at the majority class at 1e-4,
+#: 3e-4 and 1e-3 alike, so the default set does not spend a search on it; ``--lrs`` brings one back.
 LR_CANDIDATES = {"one-shot": (3e-4, 1e-3), "gradual": (3e-4, 1e-3), "movement": (1e-4,)}
 
 
@@ -274,7 +272,7 @@ def main() -> int:
     def name(row) -> str:
         return f"{row.method}{' + KD' if row.distill else ''}"
 
-    # The issue's targets: the best method of the ranking, every method at its learning rate chosen on
+    # The course's targets: the best method of the ranking, every method at its learning rate chosen on
     # validation. The stricter check also chooses the method on validation (reported, not a target).
     targets = [("dense fine-tuned test accuracy >= 0.82", dense_test, bool(dense_test >= 0.82))]
     stricter = []

@@ -3,12 +3,12 @@ neurons, layers), each step recovered by fine-tuning distilled from the dense te
 every stage on the CPU.
 
 Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
-results/bert_structured.json and prints the tables and the issue's targets:
+results/bert_structured.json and prints the tables and the course's targets:
 
 - >= 2.5x measured speedup at batch 32, sequence 64, with <= 1.5 accuracy points lost after recovery;
 - slim model file <= 50% of the dense file.
 
-    python benchmarks/bert_structured.py                       # default set (about 60 minutes on 2 cores, alone)
+    python benchmarks/bert_structured.py                       # default set (run time: docs/results/08_slim_bert.md)
     python benchmarks/bert_structured.py --plan heads=0.75 ffn=0.5 layers=3 --lrs 3e-4 --variants
     python benchmarks/bert_structured.py --remeasure       # re-time the last run's stages alone
 

@@ -2,7 +2,7 @@
 measured by perplexity on held-out Gutenberg text (Chesterton; calibration uses other authors).
 
 Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
-results/lm_pruning.json and prints the table and the issue's targets:
+results/lm_pruning.json and prints the table and the course's targets:
 
 - at 50%: Wanda's perplexity at least 3x lower than magnitude's and at most 2x the dense one;
 - at 2:4: Wanda below magnitude;
@@ -10,13 +10,14 @@ results/lm_pruning.json and prints the table and the issue's targets:
   at most 1.4x the dense perplexity. The dense model gets the same fine-tune as a control: how much
   of the gain is recovery from pruning, and how much is adaptation to book prose?
 
-    python benchmarks/lm_pruning.py                          # default set: 23 min on 2 cores, peak 1.5 GB
+    python benchmarks/lm_pruning.py                          # default set
     python benchmarks/lm_pruning.py --sparsities 0.5 2:4 --experiments sweep recovery
-    python benchmarks/lm_pruning.py --experiments fine-tune         # the fine-tunes: 33 min, peak 5.6 GB
+    python benchmarks/lm_pruning.py --experiments fine-tune         # the fine-tunes
 
 The fine-tunes are not in the default set: training needs gradients and AdamW's moments for 106M
-weights and the logits' gradients over the whole vocabulary, 5.6 GB at the peak, more than many
-classroom laptops have, and they would take the default set past 45 minutes.
+weights and the logits' gradients over the whole vocabulary, several GB at the peak, more than many
+classroom laptops have, and they would more than double the default set's run time (the run times
+and peak memory of both are on docs/results/09_pruning_for_generation.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Wall time and peak kernel memory of each notebook in FAST and FULL mode.
 
-Targets (issue 3): every notebook under 4 minutes in FAST mode on 2 CPU cores and under 2 GB
+Targets: every notebook under 4 minutes in FAST mode on 2 CPU cores and under 2 GB
 (Binder); notebook 01 under 10 minutes in FULL mode. Writes results/notebook_runtime.json.
 
     python benchmarks/notebook_runtime.py [NOTEBOOK ...] [--modes fast full] [--out build/bench]

@@ -2,7 +2,7 @@
 file size, latency, measured speedup and theoretical FLOP ratio of the recurrent part.
 
 Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
-results/rnn_structured.json and prints the table and the issue's targets: with 50% of hidden units
+results/rnn_structured.json and prints the table and the course's targets: with 50% of hidden units
 removed, measured speedup of the recurrent part (batch 32, sequence 64) >= 0.8 x its FLOP ratio;
 file size in proportion to parameters; the fine-tuned 50%-units classifier within 1.5 accuracy
 points of dense (judged on the worst criterion: picking the best one would select on the test set).

@@ -1,7 +1,7 @@
 """Unstructured pruning of lesson 02's RNNs: method x sparsity -> accuracy, perplexity, % of dense.
 
 Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
-results/rnn_unstructured.json and prints the table and the issue's targets:
+results/rnn_unstructured.json and prints the table and the course's targets:
 dense LSTM classifier >= 0.75; iterative magnitude + fine-tuning >= 98% of dense accuracy at 80%
 and >= 96% at 90%; LM perplexity within +3% of dense at 80% and +8% at 90% (gradual pruning, the
 recipe of Zhu & Gupta whose numbers the target quotes, against the better of the lesson 02 model and

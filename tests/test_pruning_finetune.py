@@ -98,6 +98,7 @@ def test_linear_schedule_warms_up_then_decays_to_zero():
     assert constant.step_lr == [1e-3] * len(toy_loader())
 
 
+@pytest.mark.assets
 def test_real_minilm_loads_offline():
     model, tokenizer = load_encoder_classifier()
     assert type(model).__name__ == "BertForSequenceClassification" and model.training
@@ -424,6 +425,7 @@ def test_sparse_fine_tune_is_seeded():
     assert runs[0]["history"]["step_loss"] == runs[1]["history"]["step_loss"]
 
 
+@pytest.mark.slow
 def test_compare_sparse_methods_takes_a_rate_per_method_and_sparsity():
     loaders = {"train": toy_loader(), "validation": toy_loader(seed=2, shuffle=False),
                "test": toy_loader(seed=3, shuffle=False)}

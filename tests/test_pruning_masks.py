@@ -470,16 +470,16 @@ def test_sparsity_report_on_hand_example():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"amount": -0.1}, "amount"),
-        ({"amount": 1.5}, "amount"),
-        ({"amount": "half"}, "amount"),
-        ({"amount": 0.5, "method": "foo"}, "method"),
-        ({"amount": 0.5, "scope": "foo"}, "scope"),
-        ({"amount": 0.5, "method": "taylor"}, "data"),
-        ({"amount": 0.5, "params": "MISSING"}, "no parameter"),
-        ({"amount": 0.5, "params": []}, "empty"),
-        ({"amount": 0.5, "params": "FOREIGN"}, "not part of the model"),
-        ({"amount": 0.5, "params": ["fc.weight"]}, "pairs"),
+        ({"sparsity": -0.1}, "sparsity"),
+        ({"sparsity": 1.5}, "sparsity"),
+        ({"sparsity": "half"}, "sparsity"),
+        ({"sparsity": 0.5, "method": "foo"}, "method"),
+        ({"sparsity": 0.5, "scope": "foo"}, "scope"),
+        ({"sparsity": 0.5, "method": "taylor"}, "data"),
+        ({"sparsity": 0.5, "params": "MISSING"}, "no parameter"),
+        ({"sparsity": 0.5, "params": []}, "empty"),
+        ({"sparsity": 0.5, "params": "FOREIGN"}, "not part of the model"),
+        ({"sparsity": 0.5, "params": ["fc.weight"]}, "pairs"),
     ],
 )
 def test_prune_validation_errors(kwargs, match):

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_structured_rnn import KINDS, UNITS, _assert_same_outputs, _clf, _clf_batches, _lm, _model, _outputs
+from tiny_models import (
+    KINDS,
+    UNITS,
+    assert_same_rnn_outputs,
+    rnn_classifier_batches,
+    rnn_outputs,
+    tiny_rnn,
+    tiny_rnn_classifier,
+    tiny_rnn_lm,
+)
 
 from nlpprune_lessons.measure.size import file_size_bytes
 from nlpprune_lessons.structured import hidden_sizes, recurrent_flops, remove_hidden_units
@@ -14,18 +23,18 @@ from nlpprune_lessons.structured.protocols import RemovalStep, cost_report, iter
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_zeroing_every_weight_of_a_unit_equals_removing_it_and_keeps_every_shape(kind, cell):
-    model = _model(kind, cell, 3)
+    model = tiny_rnn(kind, cell, 3)
     zeroed = zero_hidden_units(model, UNITS)
     assert [p.shape for p in zeroed.parameters()] == [p.shape for p in model.parameters()]
     assert sum(p.numel() for p in zeroed.parameters()) == sum(p.numel() for p in model.parameters())
     assert sum(int((p == 0).sum()) for p in zeroed.parameters()) > sum(int((p == 0).sum()) for p in model.parameters())
-    _assert_same_outputs(zeroed, remove_hidden_units(model, UNITS), kind)
+    assert_same_rnn_outputs(zeroed, remove_hidden_units(model, UNITS), kind)
     # and it did change the function (so the comparison above can fail)
-    assert not torch.allclose(_outputs(zeroed, kind)[0], _outputs(model, kind)[0], atol=1e-5)
+    assert not torch.allclose(rnn_outputs(zeroed, kind)[0], rnn_outputs(model, kind)[0], atol=1e-5)
 
 
 def test_zeroing_leaves_the_input_model_alone_and_validates_units():
-    model = _clf()
+    model = tiny_rnn_classifier()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     zero_hidden_units(model, {0: [1]})
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -38,10 +47,10 @@ def test_zeroing_leaves_the_input_model_alone_and_validates_units():
 
 
 def test_iterative_removal_shrinks_step_by_step_from_the_original_sizes():
-    dense = _clf(num_layers=2)  # hidden 8 per layer
+    dense = tiny_rnn_classifier(num_layers=2)  # hidden 8 per layer
     tuned = []
     steps = iterative_unit_removal(dense, lambda m: {"sizes": hidden_sizes(m)}, [0.75, 0.25], "activation",
-                                   fine_tune=lambda m: tuned.append(hidden_sizes(m)), data=_clf_batches(),
+                                   fine_tune=lambda m: tuned.append(hidden_sizes(m)), data=rnn_classifier_batches(),
                                    progress=False)
     assert [s.fraction for s in steps] == [0.25, 0.75]
     assert [hidden_sizes(s.model) for s in steps] == [[6, 6], [2, 2]]  # round((1 - f) * 8)
@@ -54,11 +63,11 @@ def test_iterative_removal_shrinks_step_by_step_from_the_original_sizes():
 @pytest.mark.parametrize("fractions", [[], [0.0], [1.0], [True]])
 def test_iterative_removal_bad_fractions(fractions):
     with pytest.raises(ValueError, match="fractions must be a non-empty list of numbers in"):
-        iterative_unit_removal(_clf(), lambda m: {}, fractions, "l2", None, progress=False)
+        iterative_unit_removal(tiny_rnn_classifier(), lambda m: {}, fractions, "l2", None, progress=False)
 
 
 def test_cost_report_ratios_and_file_size_follow_the_shapes():
-    dense = _lm(num_layers=2)
+    dense = tiny_rnn_lm(num_layers=2)
     slim = remove_hidden_units(dense, {0: [0, 1, 2, 3], 1: [4, 5, 6, 7]})
     report = cost_report(slim, dense, seq_len=8, batch_sizes=(1, 4), repeats=3)
     assert report["params"] == sum(p.numel() for p in slim.parameters())
@@ -71,19 +80,19 @@ def test_cost_report_ratios_and_file_size_follow_the_shapes():
 
 
 def test_zeroing_refuses_the_last_layer_of_a_tied_lm():
-    model = _lm(tie_weights=True, embed_dim=8)
+    model = tiny_rnn_lm(tie_weights=True, embed_dim=8)
     with pytest.raises(ValueError, match="tied weights"):
         zero_hidden_units(model, {1: [0]})
     zeroed = zero_hidden_units(model, {0: [0, 3]})  # an inner layer is fine, and the tie is kept
     assert zeroed.decoder.weight is zeroed.embedding.weight
-    _assert_same_outputs(zeroed, remove_hidden_units(model, {0: [0, 3]}), "lm")
+    assert_same_rnn_outputs(zeroed, remove_hidden_units(model, {0: [0, 3]}), "lm")
 
 
 def test_cost_report_validates_and_restores_the_training_mode():
-    model = remove_hidden_units(_clf(), {}).train()
-    report = cost_report(model, _clf(), seq_len=5, batch_sizes=(2,), repeats=3, rounds=1)
+    model = remove_hidden_units(tiny_rnn_classifier(), {}).train()
+    report = cost_report(model, tiny_rnn_classifier(), seq_len=5, batch_sizes=(2,), repeats=3, rounds=1)
     assert report["flop_ratio"] == 1.0 and model.training
     with pytest.raises(ValueError, match="seq_len must be a positive int"):
-        cost_report(model, _clf(), seq_len=0, batch_sizes=(2,), repeats=3, rounds=1)
+        cost_report(model, tiny_rnn_classifier(), seq_len=0, batch_sizes=(2,), repeats=3, rounds=1)
     with pytest.raises(ValueError, match="rounds must be a positive int"):
-        cost_report(model, _clf(), seq_len=5, batch_sizes=(2,), repeats=3, rounds=0)
+        cost_report(model, tiny_rnn_classifier(), seq_len=5, batch_sizes=(2,), repeats=3, rounds=0)

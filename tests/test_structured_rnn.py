@@ -10,6 +10,24 @@ import math
 import pytest
 import torch
 from safetensors import safe_open
+from tiny_models import (
+    CLASSES,
+    EMBED,
+    HIDDEN,
+    KINDS,
+    SEQS,
+    UNITS,
+    VOCAB,
+    assert_same_rnn_outputs,
+    padded_ids,
+    rnn_classifier_batches,
+    rnn_lm_batches,
+    rnn_outputs,
+    tiny_rnn,
+    tiny_rnn_classifier,
+    tiny_rnn_lm,
+    token_ids,
+)
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -24,64 +42,16 @@ from nlpprune_lessons.structured import (
     hidden_sizes,
     hidden_unit_importance,
     load_slim,
-    prune_vocabulary,
     recurrent_flops,
     remove_embedding_dims,
     remove_hidden_units,
+    remove_vocabulary,
     save_slim,
     units_to_remove,
 )
 from nlpprune_lessons.text.batching import make_loader
 from nlpprune_lessons.text.vocab import Vocab
 from nlpprune_lessons.training.loop import train_classifier, train_language_model
-
-VOCAB, CLASSES, EMBED, HIDDEN = 20, 3, 6, 8
-UNITS = {0: [1, 4], 1: [0, 2, 7], 2: [5]}  # per layer, hidden units to delete
-SEQS = [[3, 7, 2], [5, 1, 9, 4, 8, 6], [11], [2, 2, 13, 4], [6, 19, 3, 3, 5]]
-KINDS = ["clf", "clf-bi", "lm"]
-
-
-def _clf(cell: str = "lstm", num_layers: int = 2, bidirectional: bool = False, seed: int = 0, **kwargs):
-    torch.manual_seed(seed)
-    return RNNClassifier(VOCAB, CLASSES, embed_dim=EMBED, hidden_size=HIDDEN, num_layers=num_layers, cell=cell,
-                         bidirectional=bidirectional, **kwargs).eval()
-
-
-def _lm(cell: str = "lstm", num_layers: int = 2, seed: int = 0, **kwargs):
-    torch.manual_seed(seed)
-    kwargs = {"embed_dim": EMBED, "hidden_size": HIDDEN, **kwargs}
-    return RNNLanguageModel(VOCAB, num_layers=num_layers, cell=cell, **kwargs).eval()
-
-
-def _model(kind: str, cell: str, num_layers: int, **kwargs):
-    if kind == "lm":
-        return _lm(cell, num_layers, **kwargs)
-    return _clf(cell, num_layers, bidirectional=kind == "clf-bi", **kwargs)
-
-
-def _ids(batch: int, length: int, seed: int = 1, high: int = VOCAB) -> torch.Tensor:
-    return torch.randint(1, high, (batch, length), generator=torch.Generator().manual_seed(seed))
-
-
-def _padded(seqs=SEQS) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in seqs])
-    ids = torch.zeros(len(seqs), int(lengths.max()), dtype=torch.long)  # pad id 0
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = torch.tensor(seq)
-    return ids, lengths
-
-
-def _clf_batches() -> list[dict[str, torch.Tensor]]:
-    batches = []
-    for part, labels in ((SEQS[:3], [0, 2, 1]), (SEQS[3:], [1, 1])):
-        ids, lengths = _padded(part)
-        batches.append({"input_ids": ids, "lengths": lengths, "labels": torch.tensor(labels)})
-    return batches
-
-
-def _lm_batches() -> list[dict[str, torch.Tensor]]:
-    ids = _ids(3, 13, seed=5)
-    return [{"input_ids": ids[:, s : s + 6], "targets": ids[:, s + 1 : s + 7]} for s in (0, 6)]
 
 
 def _rnn_param(model: nn.Module, layer: int, kind: str, direction: int) -> nn.Parameter:
@@ -118,23 +88,6 @@ def _zeroed(model: nn.Module, units: dict[int, list[int]]) -> nn.Module:
         for unit in indices:
             _scale_outgoing(copy_, layer, unit, 0.0)
     return copy_
-
-
-@torch.no_grad()
-def _outputs(model: nn.Module, kind: str) -> list[torch.Tensor]:
-    """Classifier: logits with packed and with unpacked input. LM: logits of two halves, state carried."""
-    if kind != "lm":
-        ids, lengths = _padded()
-        return [model(ids, lengths), model(ids)]
-    ids = _ids(3, 10)
-    first, state = model(ids[:, :4])
-    second, state = model(ids[:, 4:], state)
-    return [first, second]
-
-
-def _assert_same_outputs(a: nn.Module, b: nn.Module, kind: str, atol: float = 1e-5) -> None:
-    for x, y in zip(_outputs(a, kind), _outputs(b, kind)):
-        torch.testing.assert_close(x, y, rtol=0, atol=atol)
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -237,14 +190,14 @@ def test_stacked_rnn_rejects_a_wrong_state(cell):
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("kind", KINDS)
 def test_removing_units_equals_zeroing_their_outgoing_weights(cell, num_layers, kind):
-    model = _model(kind, cell, num_layers)
+    model = tiny_rnn(kind, cell, num_layers)
     units = {layer: UNITS[layer] for layer in range(num_layers)}
     before = _state(model)
     slim = remove_hidden_units(model, units)
     reference = _zeroed(model, units)
-    _assert_same_outputs(slim, reference, kind)
+    assert_same_rnn_outputs(slim, reference, kind)
     # The zeroed units mattered: the comparison above can fail.
-    assert not torch.allclose(_outputs(model, kind)[0], _outputs(reference, kind)[0], atol=1e-4)
+    assert not torch.allclose(rnn_outputs(model, kind)[0], rnn_outputs(reference, kind)[0], atol=1e-4)
     _assert_state_equal(model, before)  # the input model is untouched
     assert isinstance(slim.rnn, StackedRNN) and not slim.training
     assert hidden_sizes(slim) == [HIDDEN - len(units[layer]) for layer in range(num_layers)]
@@ -253,20 +206,20 @@ def test_removing_units_equals_zeroing_their_outgoing_weights(cell, num_layers, 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_removing_units_from_an_already_slimmed_model(cell, kind):
-    once = remove_hidden_units(_model(kind, cell, 3), {0: [1], 2: [0, 3]})
+    once = remove_hidden_units(tiny_rnn(kind, cell, 3), {0: [1], 2: [0, 3]})
     twice = remove_hidden_units(once, {0: [0, 2], 1: [7]})
     assert hidden_sizes(twice) == [5, 7, 6]
-    _assert_same_outputs(twice, _zeroed(once, {0: [0, 2], 1: [7]}), kind)
+    assert_same_rnn_outputs(twice, _zeroed(once, {0: [0, 2], 1: [7]}), kind)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_no_units_gives_the_same_model_as_a_stacked_rnn(kind, cell):
-    model = _model(kind, cell, 2, dropout=0.25)
+    model = tiny_rnn(kind, cell, 2, dropout=0.25)
     slim = remove_hidden_units(model, {})
     assert isinstance(slim.rnn, StackedRNN) and isinstance(model.rnn, nn.RNNBase)
     assert hidden_sizes(slim) == hidden_sizes(model) == [HIDDEN, HIDDEN]
-    _assert_same_outputs(slim, model, kind, atol=1e-6)
+    assert_same_rnn_outputs(slim, model, kind, atol=1e-6)
     # Other attributes carry over, as copies.
     assert slim.cell == model.cell and slim.dropout.p == 0.25 and slim.rnn.dropout == model.rnn.dropout == 0.25
     assert torch.equal(slim.embedding.weight, model.embedding.weight)
@@ -279,7 +232,7 @@ def test_no_units_gives_the_same_model_as_a_stacked_rnn(kind, cell):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_parameter_counts_and_shapes_after_removal(cell, bidirectional):
     gates, d = {"lstm": 4, "gru": 3}[cell], 2 if bidirectional else 1
-    slim = remove_hidden_units(_clf(cell, 3, bidirectional), {0: [0, 1, 2], 2: [7]})
+    slim = remove_hidden_units(tiny_rnn_classifier(cell, 3, bidirectional), {0: [0, 1, 2], 2: [7]})
     sizes, inputs = [5, 8, 7], [EMBED, d * 5, d * 8]
     for layer, (i, h) in enumerate(zip(inputs, sizes)):
         module = slim.rnn.layers[layer]
@@ -287,12 +240,12 @@ def test_parameter_counts_and_shapes_after_removal(cell, bidirectional):
         assert module.weight_ih_l0.shape == (gates * h, i) and module.weight_hh_l0.shape == (gates * h, h)
         assert module.bidirectional == bidirectional
     assert slim.classifier.weight.shape == (CLASSES, d * 7) and slim.classifier.bias.shape == (CLASSES,)
-    lm = remove_hidden_units(_lm(cell, 2), {1: [3, 4, 5]})
+    lm = remove_hidden_units(tiny_rnn_lm(cell, 2), {1: [3, 4, 5]})
     assert lm.decoder.weight.shape == (VOCAB, 5) and lm.rnn.layers[1].weight_hh_l0.shape == (gates * 5, 5)
 
 
 def test_removal_keeps_the_right_rows_and_columns():
-    model = _clf("gru", 2, bidirectional=True)
+    model = tiny_rnn_classifier("gru", 2, bidirectional=True)
     slim = remove_hidden_units(model, {0: [2], 1: [0, 5]})
     h0, h1 = [0, 1, 3, 4, 5, 6, 7], [1, 2, 3, 4, 6, 7]
     rows1 = [g * HIDDEN + j for g in range(3) for j in h1]
@@ -308,23 +261,23 @@ def test_removal_keeps_the_right_rows_and_columns():
 
 
 def test_tied_lm_keeps_its_tie_when_inner_units_go():
-    model = _lm("lstm", 2, embed_dim=HIDDEN, tie_weights=True)
+    model = tiny_rnn_lm("lstm", 2, embed_dim=HIDDEN, tie_weights=True)
     slim = remove_hidden_units(model, {0: [1, 6]})
     assert slim.decoder.weight is slim.embedding.weight
     assert slim.decoder.weight is not model.decoder.weight
-    _assert_same_outputs(slim, _zeroed(model, {0: [1, 6]}), "lm")
+    assert_same_rnn_outputs(slim, _zeroed(model, {0: [1, 6]}), "lm")
 
 
 def test_units_accept_tensor_and_tuple_indices():
-    model = _clf("lstm", 2)
+    model = tiny_rnn_classifier("lstm", 2)
     a = remove_hidden_units(model, {0: torch.tensor([1, 3]), torch.tensor(1): (2,)})
     b = remove_hidden_units(model, {0: [1, 3], 1: [2]})
-    _assert_same_outputs(a, b, "clf", atol=0)
+    assert_same_rnn_outputs(a, b, "clf", atol=0)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_slim_lm_generates_like_the_zeroed_model(cell):
-    model = _lm(cell, 2)
+    model = tiny_rnn_lm(cell, 2)
     units = {0: [0, 3], 1: [6]}
     slim, reference = remove_hidden_units(model, units), _zeroed(model, units)
     assert slim.generate([4, 9, 1], 8, temperature=0) == reference.generate([4, 9, 1], 8, temperature=0)
@@ -350,7 +303,7 @@ def test_slim_lm_trains_with_tbptt(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_slim_classifier_trains(cell):
-    model = _clf(cell, 2, bidirectional=True, dropout=0.3)
+    model = tiny_rnn_classifier(cell, 2, bidirectional=True, dropout=0.3)
     slim = remove_hidden_units(model, {0: [1], 1: [2, 4]}).train()
     loader = make_loader(SEQS * 2, [0, 1, 2, 1, 0] * 2, batch_size=4)
     history = train_classifier(slim, loader, loader, epochs=1, progress=False, device="cpu")
@@ -375,16 +328,16 @@ def test_slim_classifier_trains(cell):
 )
 def test_remove_hidden_units_bad_units(units, message):
     with pytest.raises(ValueError, match=message):
-        remove_hidden_units(_clf("lstm", 2), units)
+        remove_hidden_units(tiny_rnn_classifier("lstm", 2), units)
 
 
 def test_remove_hidden_units_units_must_be_a_dict():
     with pytest.raises(TypeError, match="units must be a dict"):
-        remove_hidden_units(_clf(), [0, 1])
+        remove_hidden_units(tiny_rnn_classifier(), [0, 1])
 
 
 def test_remove_hidden_units_refuses_last_layer_of_a_tied_lm():
-    model = _lm("gru", 2, embed_dim=HIDDEN, tie_weights=True)
+    model = tiny_rnn_lm("gru", 2, embed_dim=HIDDEN, tie_weights=True)
     with pytest.raises(ValueError, match=r"last recurrent layer \(1\) of a language model with tied weights"):
         remove_hidden_units(model, {1: [0]})
 
@@ -396,7 +349,7 @@ def test_remove_hidden_units_refuses_last_layer_of_a_tied_lm():
     (save_slim, ("unused.safetensors",)),
 ])
 def test_pruning_masks_must_be_made_permanent_first(fn, args):
-    model = _clf("lstm", 2)
+    model = tiny_rnn_classifier("lstm", 2)
     prune(model, 0.5)
     with pytest.raises(ValueError, match=r"pruning masks .* call nlpprune_lessons\.pruning\.make_permanent"):
         fn(model, *args)
@@ -409,7 +362,7 @@ def test_pruning_masks_must_be_made_permanent_first(fn, args):
 def test_other_models_are_a_type_error(model):
     for fn, args in [(remove_hidden_units, ({},)), (remove_embedding_dims, ([0],)), (hidden_unit_importance, ()),
                      (hidden_sizes, ()), (recurrent_flops, (5,)), (save_slim, ("x.safetensors",)),
-                     (prune_vocabulary, (Vocab([]), 5))]:
+                     (remove_vocabulary, (Vocab([]), 5))]:
         with pytest.raises(TypeError, match="model must be an RNNClassifier or RNNLanguageModel"):
             fn(model, *args)
 
@@ -418,7 +371,7 @@ def test_other_models_are_a_type_error(model):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_removing_embedding_dims_equals_zeroing_them(kind, cell):
-    model = _model(kind, cell, 2)
+    model = tiny_rnn(kind, cell, 2)
     reference = copy.deepcopy(model)
     with torch.no_grad():
         reference.embedding.weight[:, [0, 3]] = 0
@@ -427,15 +380,15 @@ def test_removing_embedding_dims_equals_zeroing_them(kind, cell):
     assert slim.embedding.weight.shape == (VOCAB, EMBED - 2)
     for suffix in ["", "_reverse"] if kind == "clf-bi" else [""]:
         assert getattr(slim.rnn.layers[0], f"weight_ih_l0{suffix}").shape[1] == EMBED - 2
-    _assert_same_outputs(slim, reference, kind)
-    assert not torch.allclose(_outputs(model, kind)[0], _outputs(reference, kind)[0], atol=1e-4)
+    assert_same_rnn_outputs(slim, reference, kind)
+    assert not torch.allclose(rnn_outputs(model, kind)[0], rnn_outputs(reference, kind)[0], atol=1e-4)
     _assert_state_equal(model, before)
     # Units can then be removed as well.
-    _assert_same_outputs(remove_hidden_units(slim, {1: [2]}), _zeroed(slim, {1: [2]}), kind)
+    assert_same_rnn_outputs(remove_hidden_units(slim, {1: [2]}), _zeroed(slim, {1: [2]}), kind)
 
 
 def test_removing_embedding_dims_keeps_a_frozen_embedding_frozen_and_the_padding_row():
-    model = _clf("lstm", 1)
+    model = tiny_rnn_classifier("lstm", 1)
     model.init_embeddings(torch.randn(VOCAB, EMBED), freeze=True)
     slim = remove_embedding_dims(model, [1])
     assert not slim.embedding.weight.requires_grad and slim.embedding.padding_idx == 0
@@ -453,28 +406,28 @@ def test_removing_embedding_dims_keeps_a_frozen_embedding_frozen_and_the_padding
 )
 def test_remove_embedding_dims_bad_dims(dims, message):
     with pytest.raises(ValueError, match=message):
-        remove_embedding_dims(_lm("lstm", 1), dims)
+        remove_embedding_dims(tiny_rnn_lm("lstm", 1), dims)
 
 
 def test_remove_embedding_dims_refuses_a_tied_lm():
     with pytest.raises(ValueError, match="tied weights"):
-        remove_embedding_dims(_lm(embed_dim=HIDDEN, tie_weights=True), [0])
+        remove_embedding_dims(tiny_rnn_lm(embed_dim=HIDDEN, tie_weights=True), [0])
 
 
-# =========================================================================== prune_vocabulary
+# =========================================================================== remove_vocabulary
 def _vocab(size: int = VOCAB) -> Vocab:
     return Vocab([f"w{i}" for i in range(size - 4)])
 
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_prune_vocabulary_lm(tied):
-    model = _lm("lstm", 2, embed_dim=HIDDEN, tie_weights=tied)
+    model = tiny_rnn_lm("lstm", 2, embed_dim=HIDDEN, tie_weights=tied)
     before = _state(model)
-    slim, small = prune_vocabulary(model, _vocab(), 12)
+    slim, small = remove_vocabulary(model, _vocab(), 12)
     assert slim.embedding.weight.shape == (12, HIDDEN) and slim.decoder.weight.shape == (12, HIDDEN)
     assert slim.decoder.bias.shape == (12,)
     assert (slim.decoder.weight is slim.embedding.weight) == tied
-    ids = _ids(3, 7, high=12)
+    ids = token_ids(3, 7, high=12)
     with torch.no_grad():
         torch.testing.assert_close(slim(ids)[0], model(ids)[0][..., :12], rtol=0, atol=1e-6)
     assert small.itos == _vocab().itos[:12] and small.specials == _vocab().specials
@@ -483,11 +436,11 @@ def test_prune_vocabulary_lm(tied):
 
 
 def test_prune_vocabulary_classifier_keeps_padding():
-    model = _clf("gru", 2, bidirectional=True)
-    slim, small = prune_vocabulary(model, _vocab(), 14)
+    model = tiny_rnn_classifier("gru", 2, bidirectional=True)
+    slim, small = remove_vocabulary(model, _vocab(), 14)
     assert slim.embedding.weight.shape == (14, EMBED) and slim.embedding.padding_idx == 0
     assert len(small) == 14
-    ids, lengths = _padded([s for s in SEQS if max(s) < 14])
+    ids, lengths = padded_ids([s for s in SEQS if max(s) < 14])
     with torch.no_grad():
         torch.testing.assert_close(slim(ids, lengths), model(ids, lengths), rtol=0, atol=1e-6)
 
@@ -504,25 +457,25 @@ def test_prune_vocabulary_classifier_keeps_padding():
 )
 def test_prune_vocabulary_bad_arguments(vocab, keep, message):
     with pytest.raises(ValueError, match=message):
-        prune_vocabulary(_clf(), vocab, keep)
+        remove_vocabulary(tiny_rnn_classifier(), vocab, keep)
 
 
 def test_prune_vocabulary_needs_a_vocab_and_the_padding_row():
     with pytest.raises(TypeError, match="vocab must be a Vocab, got list"):
-        prune_vocabulary(_clf(), list(_vocab().itos), 10)
+        remove_vocabulary(tiny_rnn_classifier(), list(_vocab().itos), 10)
     with pytest.raises(ValueError, match="padding_idx 15 would be dropped"):
-        prune_vocabulary(_clf(pad_id=15), _vocab(), 10)
+        remove_vocabulary(tiny_rnn_classifier(pad_id=15), _vocab(), 10)
 
 
 # =========================================================================== save_slim / load_slim
 SAVE_CASES = {
     "slim bidirectional GRU classifier": lambda: remove_hidden_units(
-        _clf("gru", 2, bidirectional=True, dropout=0.2, pad_id=3), {0: [1], 1: [2, 3]}),
-    "slim tied LSTM LM": lambda: remove_hidden_units(_lm("lstm", 3, embed_dim=HIDDEN, tie_weights=True),
+        tiny_rnn_classifier("gru", 2, bidirectional=True, dropout=0.2, pad_id=3), {0: [1], 1: [2, 3]}),
+    "slim tied LSTM LM": lambda: remove_hidden_units(tiny_rnn_lm("lstm", 3, embed_dim=HIDDEN, tie_weights=True),
                                                      {0: [4], 1: [0, 1]}),
-    "original GRU LM": lambda: _lm("gru", 2, dropout=0.1),
-    "vocabulary-pruned slim classifier": lambda: prune_vocabulary(
-        remove_embedding_dims(_clf("lstm", 1), [2]), _vocab(), 9)[0],
+    "original GRU LM": lambda: tiny_rnn_lm("gru", 2, dropout=0.1),
+    "vocabulary-pruned slim classifier": lambda: remove_vocabulary(
+        remove_embedding_dims(tiny_rnn_classifier("lstm", 1), [2]), _vocab(), 9)[0],
 }
 
 
@@ -541,7 +494,7 @@ def test_save_and_load_slim_round_trip(case, tmp_path):
     kind = "lm" if isinstance(model, RNNLanguageModel) else "clf"
     with torch.no_grad():
         high = model.embedding.num_embeddings
-        ids = _ids(3, 6, high=high)
+        ids = token_ids(3, 6, high=high)
         a, b = (loaded(ids), model(ids)) if kind == "clf" else (loaded(ids)[0], model(ids)[0])
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -556,7 +509,7 @@ def test_save_slim_writes_the_architecture_as_json_metadata(tmp_path):
 
 
 def test_load_slim_rejects_unknown_classes_and_plain_checkpoints(tmp_path):
-    model = _lm("lstm", 1)
+    model = tiny_rnn_lm("lstm", 1)
     path = save_checkpoint(model, tmp_path / "odd.safetensors", {"architecture": {"class": "Transformer"}})
     with pytest.raises(ValueError, match="unknown model class 'Transformer'; load_slim rebuilds RNNClassifier or"):
         load_slim(path)
@@ -594,10 +547,10 @@ def _l2_reference(model: nn.Module) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("model_fn", [
-    lambda: _clf("lstm", 1),
-    lambda: _clf("gru", 2, bidirectional=True),
-    lambda: remove_hidden_units(_clf("lstm", 2, bidirectional=True), {0: [3], 1: [1, 2]}),
-    lambda: _lm("lstm", 2, embed_dim=HIDDEN, tie_weights=True),
+    lambda: tiny_rnn_classifier("lstm", 1),
+    lambda: tiny_rnn_classifier("gru", 2, bidirectional=True),
+    lambda: remove_hidden_units(tiny_rnn_classifier("lstm", 2, bidirectional=True), {0: [3], 1: [1, 2]}),
+    lambda: tiny_rnn_lm("lstm", 2, embed_dim=HIDDEN, tie_weights=True),
 ])
 def test_l2_importance_equals_a_hand_computation(model_fn):
     model = model_fn()
@@ -610,8 +563,8 @@ def test_l2_importance_equals_a_hand_computation(model_fn):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_activation_importance_equals_mean_abs_hidden_state_by_hand(bidirectional):
-    model = _clf("lstm", 1, bidirectional=bidirectional)
-    scores = hidden_unit_importance(model, "activation", data=_clf_batches())
+    model = tiny_rnn_classifier("lstm", 1, bidirectional=bidirectional)
+    scores = hidden_unit_importance(model, "activation", data=rnn_classifier_batches())
     with torch.no_grad():  # each sequence alone, without padding, through nn.LSTM directly
         rows = torch.cat([model.rnn(model.embedding(torch.tensor([s])))[0][0] for s in SEQS])
     expected = rows.abs().mean(0).view(2 if bidirectional else 1, HIDDEN).sum(0)
@@ -620,8 +573,8 @@ def test_activation_importance_equals_mean_abs_hidden_state_by_hand(bidirectiona
 
 
 def test_activation_importance_of_a_two_layer_lm_by_hand():
-    model = _lm("gru", 2)
-    batches = _lm_batches()
+    model = tiny_rnn_lm("gru", 2)
+    batches = rnn_lm_batches()
     first = nn.GRU(EMBED, HIDDEN, batch_first=True)
     first.load_state_dict({k: v for k, v in model.rnn.state_dict().items() if k.endswith("l0")})
     with torch.no_grad():
@@ -652,8 +605,8 @@ def _taylor_reference(model: nn.Module, batches, eps: float = 1e-6) -> list[torc
 
 @pytest.mark.parametrize("kind", ["clf-bi", "lm"])
 def test_taylor_importance_equals_finite_differences(kind):
-    model = _model(kind, "lstm", 2).double()
-    batches = _clf_batches() if kind != "lm" else _lm_batches()
+    model = tiny_rnn(kind, "lstm", 2).double()
+    batches = rnn_classifier_batches() if kind != "lm" else rnn_lm_batches()
     scores = hidden_unit_importance(model, "taylor", data=batches)
     expected = _taylor_reference(model, batches)
     for s, e in zip(scores, expected):
@@ -661,12 +614,12 @@ def test_taylor_importance_equals_finite_differences(kind):
 
 
 def test_taylor_importance_shape_sign_and_dead_units():
-    model = _clf("gru", 2, bidirectional=True)
+    model = tiny_rnn_classifier("gru", 2, bidirectional=True)
     _scale_outgoing(model, 0, 2, 0.0)
     _scale_outgoing(model, 1, 5, 0.0)
     model.train()
     model.embedding.weight.requires_grad_(False)
-    scores = hidden_unit_importance(model, "taylor", data=_clf_batches())
+    scores = hidden_unit_importance(model, "taylor", data=rnn_classifier_batches())
     assert [s.shape for s in scores] == [(HIDDEN,), (HIDDEN,)]
     assert all((s >= 0).all() for s in scores)
     assert scores[0][2] == 0 and scores[1][5] == 0
@@ -677,8 +630,8 @@ def test_taylor_importance_shape_sign_and_dead_units():
 
 
 def test_taylor_importance_uses_loss_fn():
-    model = _lm("gru", 1)
-    batches = _lm_batches()
+    model = tiny_rnn_lm("gru", 1)
+    batches = rnn_lm_batches()
     plain = hidden_unit_importance(model, "taylor", data=batches)
     doubled = hidden_unit_importance(model, "taylor", data=batches, loss_fn=lambda m, b: 2 * default_loss(m, b))
     torch.testing.assert_close(doubled[0], 2 * plain[0])
@@ -696,7 +649,7 @@ def test_taylor_importance_uses_loss_fn():
 )
 def test_hidden_unit_importance_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        hidden_unit_importance(_clf(), **kwargs)
+        hidden_unit_importance(tiny_rnn_classifier(), **kwargs)
 
 
 # =========================================================================== helpers: units_to_remove, sizes, FLOPs
@@ -709,19 +662,19 @@ def test_units_to_remove_picks_the_lowest_scores():
 
 
 def test_units_to_remove_feeds_remove_hidden_units():
-    model = _clf("lstm", 2, bidirectional=True)
+    model = tiny_rnn_classifier("lstm", 2, bidirectional=True)
     units = units_to_remove(hidden_unit_importance(model), 0.25)
     assert hidden_sizes(remove_hidden_units(model, units)) == [6, 6]
 
 
 @pytest.mark.parametrize("fraction", [1.0, -0.1, True, "0.5", None])
 def test_units_to_remove_bad_fraction(fraction):
-    with pytest.raises(ValueError, match=r"fraction must be a number in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"sparsity must be a number in \[0, 1\)"):
         units_to_remove([torch.ones(4)], fraction)
 
 
 def test_units_to_remove_bad_scores_and_whole_layers():
-    with pytest.raises(ValueError, match="fraction 0.9 would remove all 3 units of layer 1"):
+    with pytest.raises(ValueError, match="sparsity 0.9 would remove all 3 units of layer 1"):
         units_to_remove([torch.ones(10), torch.ones(3)], 0.9)
     for scores in ([], torch.ones(4), [torch.ones(2, 2)], [[1.0, 2.0]]):
         with pytest.raises(TypeError, match="scores must be a non-empty list of non-empty 1-D tensors"):
@@ -729,23 +682,32 @@ def test_units_to_remove_bad_scores_and_whole_layers():
 
 
 def test_recurrent_flops_by_hand():
-    model = _clf("lstm", 2, bidirectional=True)
-    # 2 directions * 10 steps * (4 * 8 * (6 + 8) + 4 * 8 * (16 + 8))
-    assert recurrent_flops(model, 10) == 2 * 10 * (448 + 768) == 24320
-    slim = remove_hidden_units(_lm("gru", 2), {0: [0, 1, 2], 1: [7]})
-    assert recurrent_flops(slim, 3) == 3 * (3 * 5 * (6 + 5) + 3 * 7 * (5 + 7)) == 1251
-    # One multiply-add per weight-matrix entry and step.
+    model = tiny_rnn_classifier("lstm", 2, bidirectional=True)
+    # 2 FLOPs per multiply-add * 2 directions * 10 steps * (4 * 8 * (6 + 8) + 4 * 8 * (16 + 8))
+    assert recurrent_flops(model, 10) == 2 * 2 * 10 * (448 + 768) == 48640
+    slim = remove_hidden_units(tiny_rnn_lm("gru", 2), {0: [0, 1, 2], 1: [7]})
+    assert recurrent_flops(slim, 3) == 2 * 3 * (3 * 5 * (6 + 5) + 3 * 7 * (5 + 7)) == 2502
+    # One multiply-add (2 FLOPs) per weight-matrix entry and step.
     for m in (model, slim, remove_hidden_units(model, {1: [4]})):
         matrices = sum(p.numel() for n, p in m.rnn.named_parameters() if n.split(".")[-1].startswith("weight"))
-        assert recurrent_flops(m, 7) == 7 * matrices
+        assert recurrent_flops(m, 7) == 2 * 7 * matrices
 
 
 @pytest.mark.parametrize("seq_len", [0, 2.5, True])
 def test_recurrent_flops_bad_seq_len(seq_len):
     with pytest.raises(ValueError, match="seq_len must be a positive int"):
-        recurrent_flops(_clf(), seq_len)
+        recurrent_flops(tiny_rnn_classifier(), seq_len)
 
 
 def test_hidden_sizes():
-    assert hidden_sizes(_clf("gru", 3)) == [HIDDEN] * 3
-    assert hidden_sizes(remove_hidden_units(_clf("gru", 3), {1: [0, 1]})) == [8, 6, 8]
+    assert hidden_sizes(tiny_rnn_classifier("gru", 3)) == [HIDDEN] * 3
+    assert hidden_sizes(remove_hidden_units(tiny_rnn_classifier("gru", 3), {1: [0, 1]})) == [8, 6, 8]
+
+
+def test_units_to_remove_is_the_shared_lowest_selection_per_layer():
+    from nlpprune_lessons.structured.indices import lowest
+
+    scores = [torch.tensor([0.3, 0.1, 0.1, 0.9, 0.0, 0.1]), torch.rand(7, generator=torch.Generator().manual_seed(0))]
+    chosen = units_to_remove(scores, 0.5)
+    assert chosen == {layer: lowest([s], round(0.5 * s.numel())).get(0, []) for layer, s in enumerate(scores)}
+    assert chosen[0] == [1, 2, 4]  # ties at 0.1 go to the lower indices

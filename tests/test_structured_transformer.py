@@ -12,18 +12,18 @@ from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from nlpprune_lessons.lessons.l08_slim_bert import RECOVERY
 from nlpprune_lessons.losses import classification_loss
+from nlpprune_lessons.structured.indices import lowest
 from nlpprune_lessons.structured.io import load_slim, save_slim
 from nlpprune_lessons.structured.transformer import (
-    drop_layers,
     encoder_flops,
     ffn_neuron_importance,
     head_gates,
     head_importance,
     layer_importance,
     layer_shapes,
-    lowest,
-    prune_ffn_neurons,
-    prune_heads,
+    remove_ffn_neurons,
+    remove_heads,
+    remove_layers,
     slim_summary,
 )
 
@@ -59,7 +59,7 @@ def test_removing_heads_whose_output_columns_are_zero_leaves_logits_unchanged(at
             dense = model.bert.encoder.layer[layer].attention.output.dense
             for h in removed:
                 dense.weight[:, h * size:(h + 1) * size] = 0
-    slim = prune_heads(model, heads)
+    slim = remove_heads(model, heads)
     torch.testing.assert_close(logits(slim, b), logits(model, b), atol=1e-5, rtol=0)
     assert [s["heads"] for s in layer_shapes(slim)] == [2, 1, 3]
     attention = slim.bert.encoder.layer[1].attention.self
@@ -72,7 +72,7 @@ def test_removing_heads_whose_output_columns_are_zero_leaves_logits_unchanged(at
 def test_removed_heads_are_the_ones_named(attn):
     """The kept heads' query rows are the original rows of those heads, in order."""
     model = tiny_bert(attn)
-    slim = prune_heads(model, {0: [0, 2]})
+    slim = remove_heads(model, {0: [0, 2]})
     q, size = model.bert.encoder.layer[0].attention.self.query.weight, 8
     expected = torch.cat([q[size:2 * size], q[3 * size:]])
     torch.testing.assert_close(slim.bert.encoder.layer[0].attention.self.query.weight, expected, atol=0, rtol=0)
@@ -85,7 +85,7 @@ def test_removing_ffn_neurons_whose_output_columns_are_zero_leaves_logits_unchan
     with torch.no_grad():
         for layer, removed in neurons.items():
             model.bert.encoder.layer[layer].output.dense.weight[:, removed] = 0
-    slim = prune_ffn_neurons(model, neurons)
+    slim = remove_ffn_neurons(model, neurons)
     torch.testing.assert_close(logits(slim, b), logits(model, b), atol=1e-5, rtol=0)
     assert [s["intermediate"] for s in layer_shapes(slim)] == [12, 24, 21]
 
@@ -93,7 +93,7 @@ def test_removing_ffn_neurons_whose_output_columns_are_zero_leaves_logits_unchan
 @pytest.mark.parametrize("attn", ATTENTION)
 def test_drop_layers_equals_running_the_remaining_layers_by_hand(attn):
     model, b = tiny_bert(attn, layers=4), batch()
-    slim = drop_layers(model, [1, 3])
+    slim = remove_layers(model, [1, 3])
     assert slim.config.num_hidden_layers == 2 and len(slim.bert.encoder.layer) == 2
     assert [layer.attention.self.layer_idx for layer in slim.bert.encoder.layer] == [0, 1]
     with torch.no_grad():
@@ -111,7 +111,7 @@ def test_drop_layers_equals_running_the_remaining_layers_by_hand(attn):
 def test_all_three_removals_combine_and_train(attn):
     """A slim model is a normal model: it trains (gradients reach every kept weight)."""
     model = tiny_bert(attn)
-    slim = drop_layers(prune_ffn_neurons(prune_heads(model, {0: [0], 1: [1, 2]}), {2: [0, 1]}), [1])
+    slim = remove_layers(remove_ffn_neurons(remove_heads(model, {0: [0], 1: [1, 2]}), {2: [0, 1]}), [1])
     slim.train()
     loss = classification_loss(slim, batch())
     loss.backward()
@@ -127,7 +127,7 @@ def test_bert_model_without_head_is_supported():
     with torch.no_grad():
         model.encoder.layer[1].attention.output.dense.weight[:, 8:16] = 0
         ref = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
-        out = prune_heads(model, {1: [1]})(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+        out = remove_heads(model, {1: [1]})(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
     torch.testing.assert_close(out.last_hidden_state, ref, atol=1e-5, rtol=0)
 
 
@@ -135,7 +135,7 @@ def test_bert_model_without_head_is_supported():
 @pytest.mark.parametrize("attn", ATTENTION)
 def test_save_and_load_slim_is_exact(tmp_path, attn):
     model, b = tiny_bert(attn), batch()
-    slim = drop_layers(prune_ffn_neurons(prune_heads(model, {0: [0, 1], 2: [3]}), {1: [0, 4, 9]}), [0])
+    slim = remove_layers(remove_ffn_neurons(remove_heads(model, {0: [0, 1], 2: [3]}), {1: [0, 4, 9]}), [0])
     path = save_slim(slim, tmp_path / "slim.safetensors")
     loaded = load_slim(path, attn_implementation=attn)
     assert type(loaded) is BertForSequenceClassification and not loaded.training
@@ -180,7 +180,7 @@ def test_head_importance_equals_a_finite_difference_estimate():
 
 
 def test_head_importance_of_a_pruned_model_pads_with_nan_and_normalizes():
-    model = prune_heads(tiny_bert(), {1: [0, 1]}).train()
+    model = remove_heads(tiny_bert(), {1: [0, 1]}).train()
     scores = head_importance(model, toy_loader(), normalize=True)
     assert scores.shape == (3, 4) and scores[1, 2:].isnan().all() and not scores[0].isnan().any()
     torch.testing.assert_close(scores[0].norm(), torch.tensor(1.0))
@@ -192,7 +192,7 @@ def test_head_importance_of_a_pruned_model_pads_with_nan_and_normalizes():
 def test_ffn_taylor_score_is_the_gradient_of_a_neuron_gate():
     """Taylor score = |sum over tokens of activation * dL/dactivation|, per batch, summed."""
     model, loader = tiny_bert("eager"), toy_loader(n=8)
-    scores = ffn_neuron_importance(model, loader, "taylor")
+    scores = ffn_neuron_importance(model, "taylor", loader)
     acts = {}
     layer = model.bert.encoder.layer[1].intermediate
     handle = layer.register_forward_hook(lambda m, a, out: acts.setdefault("a", out.retain_grad() or out))
@@ -209,7 +209,7 @@ def test_ffn_l2_and_activation_scores_by_hand():
     l2 = ffn_neuron_importance(model, criterion="l2")
     expected = (layer.intermediate.dense.weight.pow(2).sum(1) + layer.output.dense.weight.pow(2).sum(0)).sqrt()
     torch.testing.assert_close(l2[0], expected.detach())
-    act = ffn_neuron_importance(model, loader, "activation")
+    act = ffn_neuron_importance(model, "activation", loader)
     b = next(iter(loader))
     with torch.no_grad():
         hidden = model.bert(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
@@ -232,7 +232,7 @@ def test_layer_importance_is_the_loss_rise_when_dropping_each_layer():
     b = next(iter(loader))
     base = classification_loss(model, b).item()
     for i in range(3):
-        assert scores[i].item() == pytest.approx(classification_loss(drop_layers(model, [i]), b).item() - base,
+        assert scores[i].item() == pytest.approx(classification_loss(remove_layers(model, [i]), b).item() - base,
                                                  abs=1e-6)
 
 
@@ -254,7 +254,7 @@ def test_encoder_flops_by_hand_and_after_pruning():
     t, h, k = 10, 32, 24
     per_layer = 4 * t * h * h + 2 * t * t * h + 2 * t * h * k
     assert encoder_flops(model, t) == 2 * 2 * per_layer
-    slim = prune_heads(model, {0: [0, 1]})
+    slim = remove_heads(model, {0: [0, 1]})
     assert encoder_flops(slim, t) == 2 * (per_layer + 4 * t * h * 16 + 2 * t * t * 16 + 2 * t * h * k)
     table = slim_summary(slim)
     assert table.loc["0", "heads"] == 2 and table.loc["total", "parameters"] == sum(p.numel() for p in slim.parameters())
@@ -271,19 +271,19 @@ def test_encoder_flops_by_hand_and_after_pruning():
 ])
 def test_prune_heads_rejects_bad_plans(heads, message):
     with pytest.raises(ValueError, match=message):
-        prune_heads(tiny_bert(), heads)
+        remove_heads(tiny_bert(), heads)
 
 
 def test_other_bad_input():
     model = tiny_bert()
     with pytest.raises(TypeError, match="dict"):
-        prune_heads(model, [(0, [1])])
+        remove_heads(model, [(0, [1])])
     with pytest.raises(ValueError, match="cannot remove all 24 FFN neurons"):
-        prune_ffn_neurons(model, {0: range(24)})
+        remove_ffn_neurons(model, {0: range(24)})
     with pytest.raises(ValueError, match="cannot remove all 3 encoder layers"):
-        drop_layers(model, [0, 1, 2])
+        remove_layers(model, [0, 1, 2])
     with pytest.raises(TypeError, match="BertModel"):
-        prune_heads(torch.nn.Linear(2, 2), {})
+        remove_heads(torch.nn.Linear(2, 2), {})
     with pytest.raises(ValueError, match="criterion"):
         ffn_neuron_importance(model, criterion="random")
     with pytest.raises(ValueError, match="needs data"):
@@ -300,7 +300,7 @@ def test_masked_models_are_refused():
     model = tiny_bert()
     prune(model, 0.5)
     with pytest.raises(ValueError, match="make_permanent"):
-        prune_heads(model, {0: [0]})
+        remove_heads(model, {0: [0]})
 
 
 # --------------------------------------------------------------------------- recovery
@@ -342,6 +342,7 @@ def test_frozen_embeddings_freezes_then_restores_each_table():
     assert not model.bert.embeddings.token_type_embeddings.weight.requires_grad
 
 
+@pytest.mark.slow
 def test_slim_with_recovery_runs_the_plan_and_recovers_with_hidden_distillation(monkeypatch):
     from nlpprune_lessons.structured import slimming
     from nlpprune_lessons.structured.slimming import latency_table, slim_with_recovery, speed_accuracy
@@ -407,12 +408,12 @@ def test_head_columns_exercise_check_accepts_the_answer_and_rejects_a_wrong_one(
 
 # --------------------------------------------------------------------------- vocabulary
 def test_prune_vocabulary_keeps_the_outputs_of_kept_ids_and_maps_the_rest_to_unk(tmp_path):
-    from nlpprune_lessons.structured.transformer import prune_vocabulary, vocabulary_map
+    from nlpprune_lessons.structured.transformer import remove_vocabulary, vocabulary_map
 
     model, b = tiny_bert(), batch()
     ids = b["input_ids"]
     keep = sorted(set(ids.flatten().tolist()) - {int(ids[0, 1])})  # one id of the first row goes
-    slim = prune_vocabulary(model, keep, unk_id=5)
+    slim = remove_vocabulary(model, keep, unk_id=5)
     assert slim.config.vocab_size == len(set(keep) | {0, 5}) and vocabulary_map(model) is None
     mapping = vocabulary_map(slim)
     assert mapping[5] == slim.config.nlpprune_unk_id and mapping[0] == slim.config.pad_token_id == 0
@@ -426,6 +427,6 @@ def test_prune_vocabulary_keeps_the_outputs_of_kept_ids_and_maps_the_rest_to_unk
     torch.testing.assert_close(loaded(input_ids=mapping[ids], attention_mask=b["attention_mask"]).logits, out,
                                atol=0, rtol=0)
     with pytest.raises(ValueError, match="already pruned"):
-        prune_vocabulary(slim, keep, unk_id=5)
+        remove_vocabulary(slim, keep, unk_id=5)
     with pytest.raises(ValueError, match="token id 60 is out of range"):
-        prune_vocabulary(model, [1, 60], unk_id=5)
+        remove_vocabulary(model, [1, 60], unk_id=5)

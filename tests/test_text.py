@@ -164,6 +164,7 @@ def test_normalise_lowercases():
     assert normalise(["The", "MOVIE"], lowercase=False) == ["The", "MOVIE"]
 
 
+@pytest.mark.assets
 def test_normalise_removes_stopwords():
     tokens = word_tokenize("This movie is NOT good, it isn't.")
     out = normalise(tokens, stopwords=nltk_stopwords())
@@ -179,16 +180,19 @@ def test_normalise_stems():
     assert normalise(["running", "Movies", "happily"], stem=True) == ["run", "movi", "happili"]
 
 
+@pytest.mark.assets
 def test_normalise_lemmatizes_in_context():
     assert normalise(word_tokenize("The geese are flying."), lemmatize=True) == ["the", "goose", "be", "fly", "."]
     assert normalise(["I", "was", "running", "home"], lemmatize=True) == ["i", "be", "run", "home"]
     assert normalise(["The", "mice", "ran"], lemmatize=True) == ["the", "mouse", "run"]
 
 
+@pytest.mark.assets
 def test_normalise_lemmatizes_a_lone_plural_noun():
     assert normalise(["geese"], lemmatize=True) == ["goose"]
 
 
+@pytest.mark.assets
 def test_normalise_empty_list():
     assert normalise([], lemmatize=True) == []
     assert normalise([]) == []
@@ -350,6 +354,7 @@ def test_padding_fraction_hand_example():
 
 
 # =========================================================================== WordPiece
+@pytest.mark.assets
 def test_wordpiece_splits_unwatchable():
     tokenizer = load_wordpiece_tokenizer()
     pieces = tokenizer.tokenize("unwatchable")

@@ -1,4 +1,4 @@
-"""Lesson 05: the text GAN (models.gan, textgan), generated-text metrics, distillation loss and
+"""Lesson 05: the text GAN (models.gan, training.gan, text.sentences, evaluate), generated-text metrics, distillation loss and
 generator pruning with learned unit masks (structured.adversarial)."""
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ def test_prune_generator_rejects_bad_arguments():
         prune_generator(dense, data, "masks+kd", 0.5, steps=1)
     with pytest.raises(ValueError, match="unknown setting"):
         prune_generator(dense, data, "l2+mle", 0.5, steps=1, learning_rate=1)
-    with pytest.raises(ValueError, match="fraction"):
+    with pytest.raises(ValueError, match="sparsity"):
         prune_generator(dense, data, "l2+mle", 1.0, steps=1)
     with pytest.raises(ValueError, match="l1"):
         prune_generator(dense, data, "masks+kd", 0.5, steps=1, mask_steps=1, l1=-1.0)

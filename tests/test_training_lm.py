@@ -241,3 +241,11 @@ def test_default_loss_picks_the_task_by_batch_keys():
 def test_default_loss_rejects_unknown_batches():
     with pytest.raises(ValueError, match=r"cannot tell the task from batch keys \['input_ids', 'lengths'\]"):
         default_loss(_tiny_lm(), {"input_ids": torch.tensor([[1, 2]]), "lengths": torch.tensor([2])})
+
+
+def test_every_perplexity_is_exp_of_the_token_weighted_mean_loss():
+    from nlpprune_lessons.evaluate import token_perplexity
+
+    assert token_perplexity(6.0, 3) == {"loss": 2.0, "perplexity": pytest.approx(math.exp(2.0))}
+    with pytest.raises(ValueError, match="no token was scored"):
+        token_perplexity(0.0, 0)

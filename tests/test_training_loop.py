@@ -300,3 +300,57 @@ def test_training_does_not_depend_on_earlier_reads_of_the_loader():
         train_classifier(model, loader, val, epochs=2, progress=False)
         weights.append(model.classifier.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
+
+
+# =========================================================================== the one step loop
+def test_fit_steps_equals_a_hand_written_loop_and_logs_each_step():
+    from nlpprune_lessons.training.loop import fit_steps
+
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    theirs.load_state_dict(ours.state_dict())
+    batches = [{"x": torch.randn(n, 3), "y": torch.randint(0, 2, (n,))} for n in (4, 2, 5)]
+
+    def objective(batch):
+        loss = torch.nn.functional.cross_entropy(ours(batch["x"]), batch["y"])
+        return loss + 0.1 * ours.weight.abs().sum(), loss, len(batch["y"])
+
+    optimizer = torch.optim.SGD(ours.parameters(), lr=0.5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    seen = []
+    log = fit_steps(ours, batches, objective, optimizer, device=torch.device("cpu"), max_grad_norm=0.3,
+                    scheduler=scheduler, after_step=seen.append, progress=False)
+
+    reference = torch.optim.SGD(theirs.parameters(), lr=0.5)
+    losses = []
+    for step, batch in enumerate(batches):
+        for group in reference.param_groups:
+            group["lr"] = 0.5 / (step + 1)
+        loss = torch.nn.functional.cross_entropy(theirs(batch["x"]), batch["y"])
+        reference.zero_grad()
+        (loss + 0.1 * theirs.weight.abs().sum()).backward()
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 0.3)
+        reference.step()
+        losses.append(loss.item())
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b)
+    assert seen == [1, 2, 3] and log.losses == pytest.approx(losses) and log.counts == [4, 2, 5]
+    assert log.lrs == pytest.approx([0.5, 0.25, 0.5 / 3])
+    assert log.mean_loss == pytest.approx(sum(l * n for l, n in zip(losses, (4, 2, 5))) / 11)
+
+
+def test_fit_steps_clips_only_the_parameters_it_is_given():
+    from nlpprune_lessons.training.loop import fit_steps
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    frozen_in_clip = torch.nn.Parameter(torch.zeros(1))  # not in the model: clipping must ignore it
+
+    def objective(batch):
+        loss = 100 * model(batch["x"]).sum() + 1000 * frozen_in_clip.sum()
+        return loss, loss, 1
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    before = model.weight.detach().clone()
+    fit_steps(model, [{"x": torch.ones(1, 2)}], objective, optimizer, device=torch.device("cpu"),
+              max_grad_norm=1.0, clip_params=list(model.parameters()), progress=False)
+    assert (before - model.weight.detach()).norm().item() == pytest.approx(1.0)  # clipped to norm 1

@@ -6,7 +6,8 @@ import torch
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    # lengths stay on the CPU: pack_padded_sequence requires it.
+    """A copy of ``batch`` with its tensors on ``device``, except ``lengths``, which stays on the CPU
+    (``pack_padded_sequence`` requires it)."""
     return {k: (v if k == "lengths" else v.to(device)) for k, v in batch.items()}
 
 

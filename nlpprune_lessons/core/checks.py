@@ -4,6 +4,13 @@ must be, and what it got (bools are refused where numbers are expected: ``True``
 from __future__ import annotations
 
 
+def check_flag(value: object, name: str) -> bool:
+    """``value`` if it is True or False, else TypeError naming ``name`` (0, 1 and strings are refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_positive_int(value: object, name: str, meaning: str = "") -> int:
     """``value`` if it is an int >= 1 (not a bool), else ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -69,6 +71,22 @@ def set_seed(seed: int = 0, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
         # cuBLAS needs this for deterministic matmuls on CUDA; harmless on CPU.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside the block Python, NumPy and torch draw from ``seed`` as after :func:`set_seed`; the
+    caller's random states come back when it ends, so a library call that seeds leaves global state
+    alone. (Deterministic kernels stay as the caller set them.)"""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        set_seed(seed, deterministic=False)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def get_device(name: str | None = None) -> torch.device:

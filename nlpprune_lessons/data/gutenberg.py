@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
-from nlpprune_lessons.core import config
 from nlpprune_lessons.core.assets import asset_path
+from nlpprune_lessons.core.checks import check_flag
 from nlpprune_lessons.data.nltk_data import setup_nltk
 from nlpprune_lessons.data.splits import DEFAULT_FRACTIONS, SPLITS, check_fractions, check_split
 
@@ -51,7 +51,7 @@ def _book_sentences(book: str) -> tuple[str, ...]:
 
 
 def _split_sentences(
-    books: Sequence[str], fractions: Sequence[float], fast: bool | None
+    books: Sequence[str], fractions: Sequence[float], fast: bool
 ) -> dict[str, list[str]]:
     if isinstance(books, str) or not books:
         raise ValueError("books must be a non-empty list of file names, e.g. ['austen-emma.txt']")
@@ -60,7 +60,7 @@ def _split_sentences(
     if unknown:
         raise ValueError(f"unknown book(s) {unknown}; available: {', '.join(sorted(known))}")
     train_f, val_f, _ = check_fractions(fractions)
-    fast = config.is_fast() if fast is None else fast
+    check_flag(fast, "fast")
     out: dict[str, list[str]] = {name: [] for name in SPLITS}
     for book in books:
         sents = _book_sentences(book)
@@ -78,14 +78,15 @@ def load_gutenberg(
     *,
     books: Sequence[str] = DEFAULT_BOOKS,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    fast: bool | None = None,
+    fast: bool = False,
 ) -> str | dict[str, str]:
     """Train/validation/test text of ``books`` (sentences joined by newlines).
 
     ``split`` is ``"train"``, ``"validation"``, ``"test"`` or ``None`` for a dict of all three.
-    ``fast`` defaults to the course mode; FAST keeps the first :data:`FAST_FRACTION` of each block.
+    ``fast=True`` keeps the first :data:`FAST_FRACTION` of each block (the lessons pass the course mode).
     """
     check_split(split)
+    check_flag(fast, "fast")
     parts = _split_sentences(books, fractions, fast)
     texts = {name: "\n".join(" ".join(s.split()) for s in sents) for name, sents in parts.items()}
     return texts[split] if split is not None else texts
@@ -96,12 +97,13 @@ def gutenberg_sentences(
     *,
     books: Sequence[str] = DEFAULT_BOOKS,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    fast: bool | None = None,
+    fast: bool = False,
     tokenize: bool = True,
     lowercase: bool = False,
 ) -> Iterator[list[str]] | Iterator[str]:
     """Iterate over the sentences of one split: token lists (``tokenize=True``) or strings."""
     check_split(split)
+    check_flag(fast, "fast")
     if split is None:
         raise ValueError("gutenberg_sentences needs one split: train, validation or test")
     from nlpprune_lessons.text.tokenize import word_tokenize

@@ -12,8 +12,8 @@ from functools import lru_cache
 
 import pandas as pd
 
-from nlpprune_lessons.core import config
 from nlpprune_lessons.core.assets import asset_path
+from nlpprune_lessons.core.checks import check_flag
 from nlpprune_lessons.data.splits import (
     DEFAULT_FRACTIONS,
     SPLITS,
@@ -47,17 +47,18 @@ def load_rotten_tomatoes(
     *,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
-    fast: bool | None = None,
+    fast: bool = False,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Return the stratified, seeded RT split(s) as DataFrames with ``text``, ``label``, ``movie_name``.
 
     ``split`` is ``"train"``, ``"validation"``, ``"test"`` or ``None`` for a dict of all three.
-    ``fast`` defaults to the course mode; FAST keeps a fixed stratified :data:`FAST_FRACTION` of
-    each split. Reviews of one movie may fall in different splits (as in the usual RT benchmark).
+    ``fast=True`` keeps a fixed stratified :data:`FAST_FRACTION` of each split (the lessons pass the
+    course mode, :func:`~nlpprune_lessons.core.config.is_fast`). Reviews of one movie may fall in
+    different splits (as in the usual RT benchmark).
     """
     check_split(split)
     check_fractions(fractions)
-    fast = config.is_fast() if fast is None else fast
+    check_flag(fast, "fast")
     reviews = _reviews()
     frames = {}
     for name, idx in stratified_split(reviews["label"], fractions, seed).items():

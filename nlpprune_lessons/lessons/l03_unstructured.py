@@ -22,7 +22,7 @@ from nlpprune_lessons.text.streams import batchify, num_bptt_windows
 
 
 class RobustnessProbe:
-    """An ``evaluate(model) -> dict`` for the sweeps: test and train accuracy, their gap, and accuracy on
+    """An ``evaluate(model) -> dict`` for the pruning protocols: test and train accuracy, their gap, and accuracy on
     perturbed copies of the test reviews (:func:`~nlpprune_lessons.text.perturb.add_typos` at ``typo_rate``,
     :func:`~nlpprune_lessons.text.perturb.drop_words` at ``drop_rate``). The perturbed texts are drawn once,
     with ``seed``, so every model is tested on the same inputs; :attr:`perturbations` says how much
@@ -30,7 +30,7 @@ class RobustnessProbe:
 
     def __init__(self, data: SentimentData, typo_rate: float = 0.2, drop_rate: float = 0.2, seed: int = 0) -> None:
         if not isinstance(data, SentimentData):
-            raise TypeError(f"data must be a SentimentData (recipes.sentiment_data()), got {type(data).__name__}")
+            raise TypeError(f"data must be a SentimentData (l02_rnn.sentiment_data()), got {type(data).__name__}")
         test_tokens, test_labels = data.tokens["test"], data.labels["test"]
         perturbed = {kind: perturb_texts(test_tokens, kind, rate, seed)
                      for kind, rate in (("typos", typo_rate), ("dropped words", drop_rate))}

@@ -12,8 +12,8 @@ from nlpprune_lessons.models.transformers import encoder_loader
 
 #: Lesson 07's pruning runs by mode: encoder sparsities of the method comparison and of the one-shot
 #: study without fine-tuning, the sparsities that also get a distilled run, fine-tuning epochs per run, the training reviews the runs read (FAST:
-#: 320, i.e. 10 steps, so that the runs fit in the notebook's time budget: a step takes 0.4-1.5 s on
-#: 2 CPU cores, and so few steps only show the method) and the learning rates of the "learning rate
+#: 320, i.e. 10 steps, so that the runs fit in the notebook's time budget on 2 CPU cores (each run
+#: records its seconds); so few steps only show the method) and the learning rates of the "learning rate
 #: after pruning" study.
 SPARSE_SETTINGS = dict(
     fast=dict(sparsities=[0.9], oneshot_sparsities=[0.5, 0.9], kd_sparsities=[0.9], epochs=1, train_examples=320,
@@ -25,7 +25,7 @@ SPARSE_SETTINGS = dict(
 #: benchmarks/bert_sparse.py (candidates 3e-4 and 1e-3; results/reference/bert_sparse.json, embeddings
 #: trained): a light cut prefers the small step, a heavy cut needs the large one. The 80% rates come
 #: from the frozen-embedding run (results/reference/bert_sparse_frozen_embeddings.json; the default
-#: set does not run 80%). Movement pruning ended at the majority class at every rate tried there, so it
+#: set does not run 80%). Movement pruning ends at the majority class at every rate tried there, so it
 #: keeps 1e-4 (``LR_CANDIDATES`` in the benchmark).
 SPARSE_LRS = {
     ("one-shot", 0.5): 3e-4, ("one-shot", 0.8): 1e-3, ("one-shot", 0.9): 1e-3, ("one-shot", 0.95): 1e-3,

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nlpprune_lessons.core import config
-from nlpprune_lessons.structured.transformer import prune_vocabulary, vocabulary_map
+from nlpprune_lessons.structured.transformer import remove_vocabulary, vocabulary_map
 
 #: Lesson 08's runs by mode: the training batches that importance scores read, and the latency timing
 #: (alternating rounds x timed repeats after warm-up). Training data and steps are lesson 07's
@@ -24,26 +24,27 @@ def slim_settings() -> dict:
 #: What each step removes: ``heads`` a fraction of the model's heads (ranked across layers by Michel
 #: et al.'s score, normalised per layer; every layer keeps one), ``ffn`` a fraction of every layer's
 #: FFN neurons (Taylor score), ``layers`` a number of whole layers (the ones whose removal raises the
-#: loss least). The default plan is the issue's calibration point: 6 of 12 heads per layer on average,
-#: half of the FFN, 2 of 6 layers (2.9x faster on 2 CPU cores before recovery).
+#: loss least). The default plan is the lesson's calibration point: 6 of 12 heads per layer on average,
+#: half of the FFN, 2 of 6 layers (lesson 08 and ``benchmarks/bert_structured.py`` measure its speedup).
 SLIM_PLAN = (("heads", 0.5), ("ffn", 0.5), ("layers", 2))
 #: Recovery after each step: AdamW with 10% warm-up and linear decay, the embeddings frozen,
 #: distillation from the dense teacher (temperature 2, half KD, half cross-entropy). lr 3e-4: better
-#: on validation than 1e-4 in a FAST run; the FULL benchmark used it (one candidate, not searched).
+#: on validation than 1e-4 in FAST mode; the FULL reference results (results/reference/bert_structured.json)
+#: use it as their one candidate (not searched).
 RECOVERY = dict(lr=3e-4, epochs=1, kd_temperature=2.0, kd_weight=0.5, hidden_weight=1.0, warmup_ratio=0.1)
 
 
 def vocabulary_pruned(model: nn.Module, data, seed: int = 0) -> tuple[nn.Module, dict[str, DataLoader]]:
     """``model`` with its word embeddings cut to the WordPiece ids that occur in the training reviews
     of ``data`` (an :class:`~nlpprune_lessons.lessons.l06_bert.EncoderData`) plus the special tokens
-    (:func:`~nlpprune_lessons.structured.transformer.prune_vocabulary`), and loaders of every split
+    (:func:`~nlpprune_lessons.structured.transformer.remove_vocabulary`), and loaders of every split
     with the ids translated (an id never seen in training becomes ``[UNK]``)."""
     from nlpprune_lessons.lessons.l06_bert import ENCODER_RECIPE
     from nlpprune_lessons.models.transformers import encoder_loader
 
     tokenizer = data.tokenizer
     keep = {i for row in data.ids["train"] for i in row} | set(tokenizer.all_special_ids)
-    slim = prune_vocabulary(model, keep, tokenizer.unk_token_id)
+    slim = remove_vocabulary(model, keep, tokenizer.unk_token_id)
     mapping = vocabulary_map(slim).tolist()
     loaders = {split: encoder_loader([[mapping[i] for i in row] for row in ids], data.labels[split],
                                      pad_id=slim.config.pad_token_id, shuffle=split == "train", seed=seed,

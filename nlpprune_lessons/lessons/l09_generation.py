@@ -26,7 +26,7 @@ from nlpprune_lessons.pruning.report import sparsity_report
 from nlpprune_lessons.training.causal_lm import fine_tune_causal_lm
 
 #: Held-out evaluation text: a novel by an author not used for calibration, from its first chapter
-#: on (the book opens with a dedication in verse, measured at perplexity 88 against 30-40 for the prose).
+#: on (the book opens with a dedication in verse, whose perplexity is far above the prose's).
 EVAL_BOOK = "chesterton-thursday.txt"
 EVAL_START = "CHAPTER I\n"
 #: Calibration text: four authors and styles (Wanda calibrates on C4 web text; we have no web text offline).
@@ -40,7 +40,7 @@ LM_SETTINGS = dict(eval_tokens=8192, window=512, calibration_sequences=128, cali
                    fine_tune=dict(sequences=384, length=128, batch_size=8, lr=1e-4, seed=1, kd_temperature=1.0,
                                   kd_weight=0.5))
 #: FAST: the same code path on 1,024 evaluation tokens, 8 calibration sequences, three sparsities, and
-#: the weight update after Wanda only (each update run costs about 20 s on 2 cores); a two-step
+#: the weight update after Wanda only (an update run adds a SparseGPT solve per matrix, slow on 2 cores); a two-step
 #: fine-tune (the benchmark's smoke run: notebook 09 does not fine-tune, see its section 9).
 LM_FAST = dict(eval_tokens=1024, calibration_sequences=8, sparsities=(0.5, 0.7, "2:4"), calibration_sizes=(2, 8),
                max_new_tokens=24, recovery=(("wanda", 0.5),),
@@ -107,7 +107,7 @@ def pruned_run(method: str, sparsity: float | str, calibration: torch.Tensor | N
     kept (:func:`~nlpprune_lessons.training.causal_lm.fine_tune_causal_lm`, settings from
     ``settings["fine_tune"]``), distilled from a second, dense copy when ``distill``. Sparsity 0 is the
     dense model (a fine-tuned dense model is the control of that recovery).
-    A fresh copy each time (about 2 s from the cache) instead of a deep copy of a dense model kept
+    A fresh copy each time (quick to load from the cache) instead of a deep copy of a dense model kept
     aside: two 135M-parameter models would not fit beside everything else in Binder's 2 GB.
     """
     fraction, pattern = parse_sparsity(sparsity)

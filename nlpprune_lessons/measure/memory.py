@@ -9,8 +9,8 @@ def release_memory() -> int:
     """Collect garbage and, on glibc (Linux), hand freed heap memory back to the OS (``malloc_trim``).
 
     Training with batches of varying shapes leaves glibc's heap fragmented: freed tensors stay in the
-    process and its resident memory only grows from run to run (measured in lesson 07: 1.5 GB held
-    after three fine-tuning runs that each needed 0.6 GB). Call this between runs of a sweep.
+    process and its resident memory only grows from run to run (after a few fine-tuning runs it holds
+    well over what any one run needed). Call this between runs of a sweep.
     Returns the resident memory in MB afterwards (0 where ``/proc`` is unavailable).
     """
     import ctypes

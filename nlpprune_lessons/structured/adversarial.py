@@ -166,7 +166,7 @@ class OutputAdversary:
 #: Defaults of :func:`prune_generator`. Weights: Adam at ``lr``. Masks: Adam steps of about
 #: ``mask_lr`` each, then the proximal L1 step ``mask_lr * l1``: ``l1`` is the share of a full step
 #: the penalty takes back, so a mask whose loss gradient points up less consistently than ``l1``
-#: drifts to 0 (plain gradient steps made the penalty swamp the tiny mask gradients uniformly).
+#: drifts to 0 (with plain gradient steps the penalty swamps the tiny mask gradients uniformly).
 #: Distillation: weight 1 (pure KL at temperature 1). Adversary: its loss and MLE weighted 1:1.
 PRUNE_DEFAULTS = dict(lr=1e-3, mask_lr=0.02, l1=0.5, kd_weight=1.0, adv_weight=1.0, mle_weight=1.0, d_lr=1e-3)
 
@@ -193,10 +193,10 @@ def _objective(method: str, dense: nn.Module, data: SentenceData, settings: dict
                            d_lr=settings["d_lr"])
 
 
-def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, fraction: float, *, steps: int,
+def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, sparsity: float, *, steps: int,
                     mask_steps: int = 0, seed: int = 0, eval_every: int | None = None, progress: bool = True,
                     **settings) -> PrunedGenerator:
-    """Remove ``fraction`` of every layer's hidden units of ``dense`` (left unchanged) by ``method``:
+    """Remove ``sparsity`` of every layer's hidden units of ``dense`` (left unchanged) by ``method``:
 
     - ``"l2+mle"`` / ``"l2+kd"``: remove the units with the smallest weight norms, then train
       ``mask_steps + steps`` steps by MLE / by distillation from ``dense``;
@@ -206,11 +206,11 @@ def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, fr
 
     Every method thus gets the same number of training steps. The weights train with the masks (as in
     GAL), so a unit can shrink its mask while its outgoing columns grow; units are ranked by mask alone. ``settings`` override
-    :data:`PRUNE_DEFAULTS`. Seeded by ``seed`` (call ``config.set_seed`` first for the global RNG)."""
+    :data:`PRUNE_DEFAULTS`. Seeded by ``seed`` (the global RNG is the caller's: seed it first for dropout)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be a number in (0, 1) (the share of units to remove), got {fraction!r}")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < sparsity < 1.0:
+        raise ValueError(f"sparsity must be a number in (0, 1) (the share of units to remove), got {sparsity!r}")
     unknown = set(settings) - set(PRUNE_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; allowed: {', '.join(PRUNE_DEFAULTS)}")
@@ -227,9 +227,9 @@ def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, fr
         raise ValueError(f"method {method!r} learns masks: mask_steps must be >= 1")
     objective = _objective(method, dense, data, s)
     train = dict(lr=s["lr"], seed=seed, eval_every=eval_every, progress=progress)
-    result = PrunedGenerator(method, fraction, dense)
+    result = PrunedGenerator(method, sparsity, dense)
     if method.startswith("l2"):
-        slim = remove_hidden_units(dense, units_to_remove(hidden_unit_importance(dense, "l2"), fraction))
+        slim = remove_hidden_units(dense, units_to_remove(hidden_unit_importance(dense, "l2"), sparsity))
         result.histories["recover"] = train_steps(slim, data, mask_steps + steps, objective, desc=method, **train)
     else:
         masked = UnitMaskedLM(copy.deepcopy(dense))
@@ -244,7 +244,7 @@ def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, fr
                                                 after_step=prox_step, desc=f"{method} masks", **train)
         result.masks = masked.mask_values()
         result.masks_at_zero = float(torch.cat(result.masks).eq(0).float().mean())
-        slim = fold_unit_masks(masked, units_to_remove(result.masks, fraction))
+        slim = fold_unit_masks(masked, units_to_remove(result.masks, sparsity))
         result.histories["recover"] = train_steps(slim, data, steps, objective, desc=method, **train)
     result.model = slim.eval()
     return result

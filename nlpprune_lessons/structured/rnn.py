@@ -28,7 +28,7 @@ from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.losses import default_loss
 from nlpprune_lessons.models.rnn import CELLS, RNNClassifier, RNNLanguageModel
 from nlpprune_lessons.pruning.params import pruned_params
-from nlpprune_lessons.structured.indices import as_index, check_indices, kept
+from nlpprune_lessons.structured.indices import as_index, check_indices, kept, lowest
 from nlpprune_lessons.text.vocab import Vocab
 
 GATES = {"lstm": 4, "gru": 3}  # gate blocks stacked in weight_ih / weight_hh: i,f,g,o and r,z,n
@@ -304,7 +304,7 @@ def remove_embedding_dims(model: nn.Module, dims: Sequence[int]) -> nn.Module:
     return _rebuilt(model, weights, embedding=_embedding(model.embedding, model.embedding.weight[:, keep]))
 
 
-def prune_vocabulary(model: nn.Module, vocab: Vocab, keep: int) -> tuple[nn.Module, Vocab]:
+def remove_vocabulary(model: nn.Module, vocab: Vocab, keep: int) -> tuple[nn.Module, Vocab]:
     """Keep the first ``keep`` ids of ``vocab`` (specials + most frequent words); the rest become ``<unk>``.
 
     Returns a new model, whose embedding rows (and, for the language model, decoder rows and bias
@@ -464,20 +464,20 @@ def _taylor_scores(model: nn.Module, data: Iterable[Batch],
     return [(s / batches).cpu() for s in scores]
 
 
-def units_to_remove(scores: Sequence[torch.Tensor], fraction: float) -> dict[int, list[int]]:
-    """Per layer, the ``round(fraction * H)`` lowest-scoring units (ascending indices; ties by index)."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction must be a number in [0, 1) (the share of units to remove), got {fraction!r}")
+def units_to_remove(scores: Sequence[torch.Tensor], sparsity: float) -> dict[int, list[int]]:
+    """Per layer, the ``round(sparsity * H)`` lowest-scoring units (ascending indices; ties by index)."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be a number in [0, 1) (the share of each layer's units to remove), got {sparsity!r}")
     if not isinstance(scores, Sequence) or not scores or any(
             not isinstance(s, torch.Tensor) or s.ndim != 1 or s.numel() == 0 for s in scores):
         raise TypeError("scores must be a non-empty list of non-empty 1-D tensors, one per layer "
                         "(as hidden_unit_importance returns)")
     result = {}
     for layer, s in enumerate(scores):
-        k = round(fraction * s.numel())
+        k = round(sparsity * s.numel())
         if k == s.numel():
-            raise ValueError(f"fraction {fraction} would remove all {k} units of layer {layer}; use a smaller one")
-        result[layer] = sorted(torch.argsort(s, stable=True)[:k].tolist())
+            raise ValueError(f"sparsity {sparsity} would remove all {k} units of layer {layer}; use a smaller one")
+        result[layer] = lowest([s], k).get(0, [])
     return result
 
 
@@ -489,14 +489,15 @@ def hidden_sizes(model: nn.Module) -> list[int]:
 
 
 def recurrent_flops(model: nn.Module, seq_len: int) -> int:
-    """Multiply-adds of the recurrent layers for one sequence of ``seq_len`` steps:
-    sum over layers and directions of ``gates * H_l * (in_l + H_l) * seq_len`` (gates: 4 LSTM, 3 GRU)."""
+    """Floating-point operations (2 per multiply-add, as :func:`~nlpprune_lessons.structured.transformer.encoder_flops`
+    counts them) of the recurrent layers for one sequence of ``seq_len`` steps: twice the sum over layers
+    and directions of ``gates * H_l * (in_l + H_l) * seq_len`` (gates: 4 LSTM, 3 GRU)."""
     _check_type(model)
     check_positive_int(seq_len, "seq_len")
     rnn, sizes = model.rnn, layer_sizes(model.rnn)
     d, gates = num_directions(rnn), GATES[cell_type(rnn)]
     inputs = [rnn.input_size] + [d * h for h in sizes[:-1]]
-    return d * seq_len * sum(gates * h * (i + h) for i, h in zip(inputs, sizes))
+    return 2 * d * seq_len * sum(gates * h * (i + h) for i, h in zip(inputs, sizes))
 
 
 # --------------------------------------------------------------------------- saving

@@ -17,16 +17,16 @@ from nlpprune_lessons.evaluate import evaluate_classifier
 from nlpprune_lessons.measure.latency import compare_latency
 from nlpprune_lessons.measure.memory import release_memory
 from nlpprune_lessons.measure.size import file_size_bytes
+from nlpprune_lessons.structured.indices import lowest
 from nlpprune_lessons.structured.transformer import (
-    drop_layers,
     encoder_flops,
     ffn_neuron_importance,
     head_importance,
     layer_importance,
     layer_shapes,
-    lowest,
-    prune_ffn_neurons,
-    prune_heads,
+    remove_ffn_neurons,
+    remove_heads,
+    remove_layers,
 )
 from nlpprune_lessons.training.freezing import frozen_embeddings
 from nlpprune_lessons.training.loop import train_classifier
@@ -59,17 +59,17 @@ def remove_structures(model: nn.Module, kind: str, amount: float, data: Sequence
     if kind == "heads":
         scores = head_importance(model, data, normalize=True)
         removed = lowest(scores, round(amount * int((~scores.isnan()).sum())))
-        return prune_heads(model, removed), removed
+        return remove_heads(model, removed), removed
     if kind == "ffn":
-        scores = ffn_neuron_importance(model, data, ffn_criterion)
+        scores = ffn_neuron_importance(model, ffn_criterion, data)
         removed = {layer: lowest([s], round(amount * s.numel()))[0] for layer, s in enumerate(scores)
                    if round(amount * s.numel())}
-        return prune_ffn_neurons(model, removed), removed
+        return remove_ffn_neurons(model, removed), removed
     scores = layer_importance(model, data)
     if amount >= scores.numel():
         raise ValueError(f"cannot drop {amount} of {scores.numel()} layers; keep at least one")
     removed = sorted(scores.argsort()[:amount].tolist())
-    return drop_layers(model, removed), removed
+    return remove_layers(model, removed), removed
 
 
 #: The settings a recovery recipe must name (lesson 08 holds the course's recipe).
@@ -94,15 +94,15 @@ def recover(student: nn.Module, teacher: nn.Module | None, loaders: Mapping[str,
     ``teacher`` when given (``hidden_map`` adds hidden-state distillation, see
     :func:`~nlpprune_lessons.losses.hidden_state_loss`). Returns the training history."""
     check_recipe(recipe)
-    config.set_seed(seed)
-    with frozen_embeddings(student):
-        history = train_classifier(
-            student.train(), loaders["train"], loaders["validation"], epochs=recipe["epochs"], lr=recipe["lr"],
-            schedule="linear", warmup_ratio=recipe["warmup_ratio"], weight_decay=0.01, teacher=teacher,
-            kd_temperature=recipe["kd_temperature"], kd_weight=recipe["kd_weight"], kd_hidden_map=hidden_map,
-            kd_hidden_weight=recipe["hidden_weight"], restore_best=False, progress=progress)
-    student.zero_grad(set_to_none=True)  # the last step's gradients would stay with the model
-    return history
+    with config.seeded(seed):
+        with frozen_embeddings(student):
+            history = train_classifier(
+                student.train(), loaders["train"], loaders["validation"], epochs=recipe["epochs"], lr=recipe["lr"],
+                schedule="linear", warmup_ratio=recipe["warmup_ratio"], weight_decay=0.01, teacher=teacher,
+                kd_temperature=recipe["kd_temperature"], kd_weight=recipe["kd_weight"], kd_hidden_map=hidden_map,
+                kd_hidden_weight=recipe["hidden_weight"], restore_best=False, progress=progress)
+        student.zero_grad(set_to_none=True)  # the last step's gradients would stay with the model
+        return history
 
 
 def _score_batches(loader, count: int) -> list[dict]:

@@ -3,7 +3,7 @@ heads, FFN neurons and whole layers, so the model gets smaller in shape and fast
 the slim model.
 
 Written for transformers v5 (``BertModel``, ``BertForSequenceClassification``, sdpa or eager
-attention). v5 removed ``head_mask`` and ``PreTrainedModel.prune_heads``, so head gates and head
+attention). v5 removed ``head_mask`` and ``PreTrainedModel.remove_heads``, so head gates and head
 removal are our own code. What makes it work: ``BertSelfAttention`` reshapes its projections with
 ``view(..., -1, head_size)``, so a layer with fewer query/key/value rows simply has fewer heads; we also
 update ``num_attention_heads`` and ``all_head_size`` so the module describes itself truthfully.
@@ -171,9 +171,10 @@ def head_importance(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn | N
     return _padded(scores)
 
 
-def ffn_neuron_importance(model: nn.Module, data: Iterable[Batch] | None = None, criterion: str = "taylor",
+def ffn_neuron_importance(model: nn.Module, criterion: str = "taylor", data: Iterable[Batch] | None = None,
                           loss_fn: LossFn | None = None) -> list[torch.Tensor]:
-    """One score per FFN (intermediate) neuron, per layer; higher means keep.
+    """One score per FFN (intermediate) neuron, per layer; higher means keep. (The same arguments, in
+    the same order, as :func:`~nlpprune_lessons.structured.rnn.hidden_unit_importance`.)
 
     - ``"taylor"``: |dL/d gate_j| summed over batches, with a gate of ones on the neuron's activation:
       the first-order estimate of the loss change when the neuron is removed (as for heads);
@@ -228,39 +229,10 @@ def layer_importance(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn | 
         base = mean_loss(model)
     finally:
         model.train(was_training)
-    return torch.tensor([mean_loss(drop_layers(model, [i])) - base for i in range(len(_encoder_layers(model)))])
+    return torch.tensor([mean_loss(remove_layers(model, [i])) - base for i in range(len(_encoder_layers(model)))])
 
 
 # --------------------------------------------------------------------------- choosing what to remove
-def lowest(scores: torch.Tensor | list[torch.Tensor], count: int, *, keep_per_layer: int = 1) -> dict[int, list[int]]:
-    """The ``count`` lowest-scoring entries across layers, as ``{layer: indices}``, never taking a
-    layer below ``keep_per_layer`` entries (NaN padding is skipped). Accepts :func:`head_importance`'s
-    tensor or :func:`ffn_neuron_importance`'s list."""
-    rows = list(scores) if isinstance(scores, (list, tuple)) else list(scores.unbind(0))
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"count must be an int >= 0, got {count!r}")
-    if isinstance(keep_per_layer, bool) or not isinstance(keep_per_layer, int) or keep_per_layer < 1:
-        raise ValueError(f"keep_per_layer must be an int >= 1, got {keep_per_layer!r}")
-    valid = [(~r.isnan()).nonzero().flatten().tolist() for r in rows]
-    for layer, (r, indices) in enumerate(zip(rows, valid)):
-        if indices != list(range(len(indices))):
-            raise ValueError(f"layer {layer}'s scores hold NaN before a real score (NaN may only pad the end): {r.tolist()}")
-    sizes = [len(indices) for indices in valid]
-    removable = sum(max(0, n - keep_per_layer) for n in sizes)
-    if count > removable:
-        raise ValueError(f"cannot remove {count}: keeping {keep_per_layer} per layer leaves only {removable} removable")
-    entries = sorted((float(r[i]), layer, i) for layer, r in enumerate(rows) for i in range(sizes[layer]))
-    chosen: dict[int, list[int]] = {}
-    taken = 0
-    for _, layer, i in entries:
-        if taken == count:
-            break
-        if sizes[layer] - len(chosen.get(layer, [])) > keep_per_layer:
-            chosen.setdefault(layer, []).append(i)
-            taken += 1
-    return {layer: sorted(v) for layer, v in sorted(chosen.items())}
-
-
 # --------------------------------------------------------------------------- removal
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Linear) -> nn.Linear:
     """A Linear holding copies of ``weight``/``bias`` (trainable as ``like`` was)."""
@@ -292,13 +264,13 @@ def _check_plan(plan, sizes: list[int], what: str, whole: str) -> dict[int, list
     return checked
 
 
-def prune_heads(model: nn.Module, heads: Mapping[int, Iterable[int]]) -> nn.Module:
+def remove_heads(model: nn.Module, heads: Mapping[int, Iterable[int]]) -> nn.Module:
     """A copy of ``model`` without the attention heads ``heads`` = {layer: head indices}.
 
     Slices the query/key/value output rows and the attention-output dense input columns of each
     removed head and updates the layer's ``num_attention_heads``/``all_head_size``. A layer keeps at
     least one head: removing all of them raises ValueError (to remove a layer, use
-    :func:`drop_layers`). Duplicate or out-of-range indices raise ValueError.
+    :func:`remove_layers`). Duplicate or out-of-range indices raise ValueError.
     """
     _check_model(model)
     shapes = layer_shapes(model)
@@ -317,7 +289,7 @@ def prune_heads(model: nn.Module, heads: Mapping[int, Iterable[int]]) -> nn.Modu
     return slim
 
 
-def prune_ffn_neurons(model: nn.Module, neurons: Mapping[int, Iterable[int]]) -> nn.Module:
+def remove_ffn_neurons(model: nn.Module, neurons: Mapping[int, Iterable[int]]) -> nn.Module:
     """A copy of ``model`` without the FFN neurons ``neurons`` = {layer: neuron indices}: rows of
     ``intermediate.dense`` and columns of ``output.dense``. A layer keeps at least one neuron."""
     _check_model(model)
@@ -331,7 +303,7 @@ def prune_ffn_neurons(model: nn.Module, neurons: Mapping[int, Iterable[int]]) ->
     return slim
 
 
-def drop_layers(model: nn.Module, layers: Iterable[int]) -> nn.Module:
+def remove_layers(model: nn.Module, layers: Iterable[int]) -> nn.Module:
     """A copy of ``model`` without the encoder layers ``layers``; ``config.num_hidden_layers`` and each
     remaining layer's ``layer_idx`` follow. At least one layer stays."""
     _check_model(model)
@@ -349,7 +321,7 @@ def drop_layers(model: nn.Module, layers: Iterable[int]) -> nn.Module:
 VOCABULARY_KEY = "nlpprune_kept_token_ids"  # config attribute: the original ids of the kept embedding rows
 
 
-def prune_vocabulary(model: nn.Module, keep_ids: Iterable[int], unk_id: int) -> nn.Module:
+def remove_vocabulary(model: nn.Module, keep_ids: Iterable[int], unk_id: int) -> nn.Module:
     """A copy of ``model`` whose word-embedding table keeps only the rows of ``keep_ids`` (plus
     ``unk_id`` and the padding id), in ascending id order. Input ids must then be translated with
     :func:`vocabulary_map`; a removed id becomes ``unk_id``. The kept ids are recorded in the config
@@ -383,7 +355,7 @@ def prune_vocabulary(model: nn.Module, keep_ids: Iterable[int], unk_id: int) -> 
 
 
 def vocabulary_map(model: nn.Module) -> torch.Tensor | None:
-    """For a model from :func:`prune_vocabulary`: a LongTensor ``[original vocab]`` giving each
+    """For a model from :func:`remove_vocabulary`: a LongTensor ``[original vocab]`` giving each
     tokenizer id its row in the pruned table (removed ids -> the unknown token); ``None`` otherwise.
     Translate inputs with ``vocabulary_map(model)[input_ids]``."""
     keep = getattr(model.config, VOCABULARY_KEY, None)

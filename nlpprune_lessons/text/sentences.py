@@ -45,7 +45,7 @@ class SentenceData:
         return decode(self.ids[split], self.vocab)
 
 
-def short_sentences(vocab: Vocab, max_len: int = 20, min_words: int = 3, fast: bool | None = None) -> SentenceData:
+def short_sentences(vocab: Vocab, max_len: int = 20, min_words: int = 3, fast: bool = False) -> SentenceData:
     """Gutenberg (Austen, lower-cased) sentences of ``min_words`` to ``max_len - 1`` words (+ ``<eos>``)
     from each split of :func:`~nlpprune_lessons.data.gutenberg_sentences`, encoded with ``vocab``."""
     if isinstance(max_len, bool) or not isinstance(max_len, int) or isinstance(min_words, bool) \

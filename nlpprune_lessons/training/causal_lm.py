@@ -14,7 +14,6 @@ import time
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from nlpprune_lessons.core import config
 from nlpprune_lessons.core.checks import check_positive_int, check_positive_number, check_warmup_ratio
@@ -22,6 +21,7 @@ from nlpprune_lessons.losses import check_distillation_settings, distillation_lo
 from nlpprune_lessons.pruning.calibrated import check_calibration, check_causal_lm
 from nlpprune_lessons.pruning.params import default_params
 from nlpprune_lessons.training.freezing import frozen_embeddings
+from nlpprune_lessons.training.loop import fit_steps
 from nlpprune_lessons.training.schedules import linear_warmup_decay
 
 
@@ -56,7 +56,7 @@ def fine_tune_causal_lm(
     cross-entropy, keeping every zero of its prunable weights (the decoder's Linears) at zero.
 
     AdamW with linear warm-up and decay over ``epochs`` passes of batches of ``batch_size`` sequences,
-    in order (draw the sequences at random places, e.g. with ``lm_recipes.calibration_ids``).
+    in order (draw the sequences at random places, e.g. with ``nlpprune_lessons.lessons.l09_generation.calibration_ids``).
     The embedding table (tied to the LM head in SmolLM2) stays frozen: it is dense, and its gradient
     and AdamW state would add 340 MB. With a ``teacher`` (the dense model) the loss is
     :func:`~nlpprune_lessons.losses.distillation_loss` of the student's and teacher's logits with
@@ -78,47 +78,40 @@ def fine_tune_causal_lm(
     if teacher is not None:
         check_distillation_settings(kd_temperature, kd_weight, "kd_")
         teacher.eval()
-    config.set_seed(seed)
-    device = next(model.parameters()).device
-    batches = [train_ids[i:i + batch_size] for i in range(0, len(train_ids), batch_size)]
-    total = epochs * len(batches)
-    record = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "steps": total,
-              "tokens": epochs * int(train_ids.numel()), "distill": teacher is not None, "step_loss": []}
-    handles, record["zeros_kept"] = _zero_keeping_hooks(model)
-    start, step = time.perf_counter(), 0
-    model.train()
-    try:
-        with frozen_embeddings(model):
-            trainable = [p for p in model.parameters() if p.requires_grad]
-            record["trainable_parameters"] = sum(p.numel() for p in trainable)
-            optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-            warmup = math.floor(warmup_ratio * total)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda s: linear_warmup_decay(s, total, warmup))
-            bar = tqdm(total=total, desc="fine-tune", disable=not progress, leave=False)
-            for _ in range(epochs):
-                for batch in batches:
-                    ids = batch.to(device)
-                    loss = _loss(model, ids, teacher, kd_temperature, kd_weight)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if max_grad_norm is not None:
-                        nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    record["step_loss"].append(loss.item())
-                    bar.update()
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
-            bar.close()
-            del optimizer
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.eval()
-    record["seconds"] = time.perf_counter() - start
-    record["zeros_after"] = sum(int((getattr(m, n) == 0).sum()) for m, n in default_params(model))
-    return record
+    with config.seeded(seed):
+        device = next(model.parameters()).device
+        batches = [train_ids[i:i + batch_size] for i in range(0, len(train_ids), batch_size)]
+        total = epochs * len(batches)
+        record = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "steps": total,
+                  "tokens": epochs * int(train_ids.numel()), "distill": teacher is not None}
+        handles, record["zeros_kept"] = _zero_keeping_hooks(model)
+        start = time.perf_counter()
+        model.train()
+        try:
+            with frozen_embeddings(model):
+                trainable = [p for p in model.parameters() if p.requires_grad]
+                record["trainable_parameters"] = sum(p.numel() for p in trainable)
+                optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+                warmup = math.floor(warmup_ratio * total)
+                scheduler = torch.optim.lr_scheduler.LambdaLR(
+                    optimizer, lambda s: linear_warmup_decay(s, total, warmup))
+
+                def objective(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+                    loss = _loss(model, batch["input_ids"], teacher, kd_temperature, kd_weight)
+                    return loss, loss, 1
+
+                log = fit_steps(model, ({"input_ids": b} for _ in range(epochs) for b in batches), objective,
+                                optimizer, device=device, max_grad_norm=max_grad_norm, clip_params=trainable,
+                                scheduler=scheduler, progress=progress, desc="fine-tune", total=total)
+                record["step_loss"] = log.losses
+                del optimizer
+        finally:
+            for handle in handles:
+                handle.remove()
+            model.eval()
+        record["seconds"] = time.perf_counter() - start
+        record["zeros_after"] = sum(int((getattr(m, n) == 0).sum()) for m, n in default_params(model))
+        return record
 
 
 def _loss(model: nn.Module, ids: torch.Tensor, teacher: nn.Module | None, temperature: float,

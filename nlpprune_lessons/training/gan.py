@@ -20,6 +20,7 @@ from nlpprune_lessons.evaluate import sentence_perplexity
 from nlpprune_lessons.losses import distillation_loss, lm_loss
 from nlpprune_lessons.models.gan import Discriminator, gumbel_sentences, sample_sentences
 from nlpprune_lessons.text.sentences import IGNORE, Batch, SentenceData, shuffled_batches
+from nlpprune_lessons.training.loop import fit_steps
 
 Objective = Callable[[nn.Module, Batch], torch.Tensor]
 
@@ -62,26 +63,27 @@ def train_steps(model: nn.Module, data: SentenceData, steps: int, loss_fn: Objec
         history.eval_steps.append(step)
         history.val_perplexity.append(sentence_perplexity(model, data, "validation")["perplexity"])
 
-    if eval_every:
-        validate(0)
-    model.train()
-    batches = shuffled_batches(data.ids["train"], batch_size, seed)
-    for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False):
-        batch = {k: v.to(device) for k, v in data.batch(next(batches)).items()}
+    def objective(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         loss = loss_fn(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-        optimizer.step()
+        return loss, loss, 1
+
+    def step_done(step: int) -> None:
         if after_step is not None:
             after_step()
-        history.train_loss.append(loss.item())
         for key, value in getattr(loss_fn, "log", {}).items():
             history.extra.setdefault(key, []).append(value)
         if eval_every and (step % eval_every == 0 or step == steps):
             validate(step)
             model.train()
+
+    if eval_every:
+        validate(0)
+    model.train()
+    rows = shuffled_batches(data.ids["train"], batch_size, seed)
+    log = fit_steps(model, (data.batch(next(rows)) for _ in range(steps)), objective, optimizer, device=device,
+                    max_grad_norm=max_grad_norm, clip_params=trainable, after_step=step_done, progress=progress,
+                    desc=desc, total=steps)
+    history.train_loss.extend(log.losses)
     model.eval()
     return history
 
@@ -170,15 +172,16 @@ def train_discriminator(discriminator: Discriminator, generator: nn.Module, data
         return sample_sentences(generator, n, data.max_len, start_id=data.start_id, eos_id=v.eos_id,
                                 pad_id=v.pad_id, generator=sampler).to(device)
 
-    losses, batches = [], shuffled_batches(data.ids["train"], batch_size, seed)
-    discriminator.train()
-    for _ in tqdm(range(steps), desc="discriminator", disable=not progress, leave=False):
-        real = next(batches).to(device)
+    def objective(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        real = batch["real"]
         loss = _bce(discriminator(real), True) + _bce(discriminator(fakes(real.size(0))), False)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        return loss, loss, 1
+
+    rows = shuffled_batches(data.ids["train"], batch_size, seed)
+    discriminator.train()
+    log = fit_steps(discriminator, ({"real": next(rows)} for _ in range(steps)), objective, optimizer, device=device,
+                    progress=progress, desc="discriminator", total=steps)
+    losses = log.losses
     discriminator.eval()
     with torch.no_grad():
         real = data.ids["validation"].to(device)
