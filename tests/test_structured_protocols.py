@@ -60,10 +60,10 @@ def test_iterative_removal_shrinks_step_by_step_from_the_original_sizes():
     assert hidden_sizes(dense) == [8, 8]
 
 
-@pytest.mark.parametrize("fractions", [[], [0.0], [1.0], [True]])
-def test_iterative_removal_bad_fractions(fractions):
-    with pytest.raises(ValueError, match="fractions must be a non-empty list of numbers in"):
-        iterative_unit_removal(tiny_rnn_classifier(), lambda m: {}, fractions, "l2", None, progress=False)
+@pytest.mark.parametrize("sparsities", [[], [0.0], [1.0], [True]])
+def test_iterative_removal_bad_sparsities(sparsities):
+    with pytest.raises(ValueError, match="sparsities must be a non-empty list of numbers in"):
+        iterative_unit_removal(tiny_rnn_classifier(), lambda m: {}, sparsities, "l2", None, progress=False)
 
 
 def test_cost_report_ratios_and_file_size_follow_the_shapes():

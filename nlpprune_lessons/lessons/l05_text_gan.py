@@ -81,13 +81,13 @@ def mle_generator(seed: int = 0, progress: bool = True):
     return model.to(config.get_device()).eval(), data, meta
 
 
-def compare_generator_pruning(dense: nn.Module, data: SentenceData, fractions: Sequence[float],
+def compare_generator_pruning(dense: nn.Module, data: SentenceData, sparsities: Sequence[float],
                               methods: Sequence[str] = METHODS, *, steps: int, mask_steps: int, n_samples: int,
                               seed: int = 0, latency_repeats: int = 10, progress: bool = True,
                               **settings) -> tuple[list[dict], dict[tuple[str, float], PrunedGenerator]]:
     """Lesson 05's comparison at equal size: every ``method`` of
-    :func:`~nlpprune_lessons.structured.adversarial.prune_generator` at every ``fraction`` of hidden
-    units removed, plus two dense rows: ``dense`` as given and ``dense+mle``, the dense model trained
+    :func:`~nlpprune_lessons.structured.adversarial.prune_generator` at every sparsity (the share of
+    hidden units removed), plus two dense rows: ``dense`` as given and ``dense+mle``, the dense model trained
     as many MLE steps as every pruned one (``mask_steps + steps``), so extra training is not credited
     to pruning.
 
@@ -96,9 +96,9 @@ def compare_generator_pruning(dense: nn.Module, data: SentenceData, fractions: S
     the test perplexity), the share of masks at exactly 0 (mask methods), and
     :func:`cost_report` of the whole forward pass on sentences of ``data.max_len`` tokens. Returns
     ``(rows, {(method, fraction): PrunedGenerator})``."""
-    values = list(fractions)
+    values = list(sparsities)
     if not values or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0 for f in values):
-        raise ValueError(f"fractions must be a non-empty list of numbers in (0, 1), got {fractions!r}")
+        raise ValueError(f"sparsities must be a non-empty list of numbers in (0, 1), got {sparsities!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty list from {', '.join(METHODS)}; unknown: {unknown}")

@@ -15,6 +15,8 @@ from tqdm.auto import tqdm
 from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.measure.latency import compare_latency
 from nlpprune_lessons.measure.size import file_size_bytes
+from nlpprune_lessons.pruning.protocols import Evaluate, FineTune
+from nlpprune_lessons.structured.indices import lowest
 from nlpprune_lessons.structured.rnn import (
     GATES,
     StackedRNN,
@@ -31,9 +33,6 @@ from nlpprune_lessons.structured.rnn import (
     remove_hidden_units,
     units_to_delete,
 )
-
-Evaluate = Callable[[nn.Module], dict]
-FineTune = Callable[[nn.Module], object]
 
 
 @torch.no_grad()
@@ -82,22 +81,22 @@ class RemovalStep:
                 "hidden_sizes": hidden_sizes(self.model), **self.metrics}
 
 
-def iterative_unit_removal(dense: nn.Module, evaluate: Evaluate, fractions: Sequence[float], criterion: str,
+def iterative_unit_removal(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], criterion: str,
                            fine_tune: FineTune | None, data: Iterable[dict] | None = None,
                            progress: bool = True) -> list[RemovalStep]:
-    """Remove hidden units step by step: at each fraction (of every layer's *original* units), score the
+    """Remove hidden units step by step: at each sparsity (a fraction of every layer's *original* units), score the
     current model's units by ``criterion``, remove the lowest-scoring until ``round((1 - f) * H)`` stay,
     then ``fine_tune`` (if given) and ``evaluate``. ``dense`` is not changed."""
-    values = list(fractions)
+    values = list(sparsities)
     if not values or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0 for f in values):
-        raise ValueError(f"fractions must be a non-empty list of numbers in (0, 1), got {fractions!r}")
+        raise ValueError(f"sparsities must be a non-empty list of numbers in (0, 1), got {sparsities!r}")
     original = hidden_sizes(dense)
     model, steps = dense, []
     for fraction in tqdm(sorted(values), desc=f"remove units ({criterion})", disable=not progress, leave=False):
         current = hidden_sizes(model)
         target = [max(1, round((1 - fraction) * h)) for h in original]
         scores = hidden_unit_importance(model, criterion, data)
-        units = {layer: sorted(torch.argsort(s, stable=True)[:now - keep].tolist())
+        units = {layer: lowest([s], now - keep)[0]
                  for layer, (s, now, keep) in enumerate(zip(scores, current, target)) if now > keep}
         model = remove_hidden_units(model, units)
         if fine_tune is not None:
