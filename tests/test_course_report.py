@@ -18,6 +18,7 @@ from nlpprune_lessons.course.report import (
     fill_lesson_times,
     generated_files,
 )
+from nlpprune_lessons.course.results import save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results" / "reference"
@@ -72,15 +73,17 @@ def test_check_fails_on_an_edited_page_and_passes_after_regeneration(copy, capsy
 def test_check_fails_on_edited_readme_times_and_on_a_page_nothing_generates(copy, capsys):
     tmp_path, report = copy
     readme = tmp_path / "README.md"
-    readme.write_text(readme.read_text(encoding="utf-8").replace("| 3 min 52 s |", "| 3 min |", 1),
-                      encoding="utf-8")
+    original = readme.read_text(encoding="utf-8")
+    row = next(line for line in original.splitlines() if line.startswith("| 01 |"))
+    edited = row.rsplit("|", 2)[0] + "| 3 min |"  # the FULL cell typed by hand
+    readme.write_text(original.replace(row, edited, 1), encoding="utf-8")
     (tmp_path / "pages" / "old_lesson.md").write_text("# typed by hand\n", encoding="utf-8")
     capsys.readouterr()
     assert report("--check") == 1
     out = capsys.readouterr().out
     assert f"{readme}: differs" in out and "old_lesson.md: not generated" in out
     assert report() == 0  # rewrites the README; a page nothing generates is left for you to delete
-    assert "| 3 min 52 s |" in readme.read_text(encoding="utf-8")
+    assert readme.read_text(encoding="utf-8") == original
     (tmp_path / "pages" / "old_lesson.md").unlink()
     assert report("--check") == 0
 
@@ -97,8 +100,11 @@ def test_lesson_times_come_from_the_runtime_file_and_missing_ones_show_a_dash(tm
             "| 00 | [`00_welcome_and_setup`](x.ipynb) | look | ? | ? |\n"
             "| 10 | `10_pruning_a_translator` (planned) | translate | ? | ? |\n"
             f"{TIMES_END}\nend\n")
-    filled = fill_lesson_times(text, REFERENCE)
-    assert "| 00 | [`00_welcome_and_setup`](x.ipynb) | look | 9 s | 10 s |" in filled
+    runtimes = tmp_path / "runtimes"
+    save_results("notebook_runtime", [{"notebook": "00_welcome_and_setup", "notebook_mode": mode, "seconds": seconds}
+                                      for mode, seconds in (("FAST", 9.1), ("FULL", 130.0))], directory=runtimes)
+    filled = fill_lesson_times(text, runtimes)
+    assert "| 00 | [`00_welcome_and_setup`](x.ipynb) | look | 9 s | 2 min 10 s |" in filled
     assert "| 10 | `10_pruning_a_translator` (planned) | translate | — | — |" in filled
     assert filled.startswith("intro\n") and filled.endswith(f"{TIMES_END}\nend\n")
     assert fill_lesson_times(text, tmp_path).count("| — | — |") == 2  # no runtime file: no times

@@ -261,6 +261,13 @@ def test_save_results_explicit_directory(isolated_dirs, tmp_path):
     assert not (isolated_dirs / "elsewhere.json").exists()
 
 
+def test_save_results_records_a_mode_given_by_the_caller(isolated_dirs, monkeypatch):
+    monkeypatch.setenv("NLPPRUNE_FAST", "1")
+    assert load_results(save_results("runtimes", [{"x": 1}]))["mode"] == "FAST"
+    assert load_results(save_results("runtimes", [{"x": 1}], mode="FAST and FULL (per record)"))["mode"] == (
+        "FAST and FULL (per record)")
+
+
 @pytest.mark.parametrize("name", ["", "a/b", "..\\x", None])
 def test_save_results_bad_name(isolated_dirs, name):
     with pytest.raises(ValueError, match="name must be a plain file stem"):

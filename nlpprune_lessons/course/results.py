@@ -24,11 +24,13 @@ def _plain(value):
 
 
 def save_results(
-    name: str, records: Iterable[Mapping], *, seed: int | None = None, directory: Path | None = None
+    name: str, records: Iterable[Mapping], *, seed: int | None = None, directory: Path | None = None,
+    mode: str | None = None,
 ) -> Path:
     """Write ``records`` (one dict per measured configuration) with the run's context.
 
-    The file holds the mode (FAST/FULL), seed, torch version, device, thread count and time, so a
+    The file holds the mode (FAST/FULL: this process's, unless ``mode`` says otherwise, e.g. for a run
+    whose records each name their own), seed, torch version, device, thread count and time, so a
     number is never read without knowing how it was made. Missing values (NaN) are written as null.
     """
     if not name or any(ch in name for ch in "/\\"):
@@ -38,7 +40,7 @@ def save_results(
         raise ValueError("no records to save")
     payload = {
         "name": name,
-        "mode": config.mode(),
+        "mode": mode if mode is not None else config.mode(),
         "seed": seed,
         "torch": torch.__version__,
         "device": str(config.get_device()),
