@@ -14,7 +14,7 @@ from torch import nn
 from nlpprune_lessons.core.batch import to_device
 from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.losses import classifier_logits
-from nlpprune_lessons.metrics import accuracy, bleu, distinct_n, macro_f1, self_bleu
+from nlpprune_lessons.metrics import accuracy, binomial_standard_error, bleu, bootstrap_mean, distinct_n, macro_f1, self_bleu
 from nlpprune_lessons.models.gan import sample_sentences
 from nlpprune_lessons.text.sentences import IGNORE, SentenceData, check_sentence_split, decode
 from nlpprune_lessons.text.streams import batchify, bptt_batches
@@ -112,22 +112,30 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, 
 @torch.no_grad()
 def sentence_perplexity(model: nn.Module, data: SentenceData, split: str = "test", batch_size: int = 256) -> dict:
     """Token-weighted next-token loss and perplexity of ``split``'s real sentences (``<eos>`` included),
-    each scored from a fresh state after ``start_id``; eval mode."""
+    each scored from a fresh state after ``start_id``; eval mode. With the noise: ``loss_se`` and the
+    95% interval ``perplexity_low`` / ``perplexity_high``, bootstrapped over sentences (seed 0)."""
     check_sentence_split(split)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    total, count = 0.0, 0
+    sentence_nll, sentence_tokens = [], []
     try:
         for rows in data.ids[split].split(batch_size):
             batch = {k: v.to(device) for k, v in data.batch(rows).items()}
             logits, _ = model(batch["input_ids"])
-            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["targets"].reshape(-1),
-                                     ignore_index=IGNORE, reduction="sum").item()
-            count += int((batch["targets"] != IGNORE).sum())
+            nll = F.cross_entropy(logits.transpose(1, 2), batch["targets"], ignore_index=IGNORE, reduction="none")
+            sentence_nll.append(nll.sum(1).double().cpu())
+            sentence_tokens.append((batch["targets"] != IGNORE).sum(1).double().cpu())
     finally:
         model.train(was_training)
-    return token_perplexity(total, count)
+    sums, tokens = torch.cat(sentence_nll), torch.cat(sentence_tokens)
+    result = token_perplexity(float(sums.sum()), int(tokens.sum()))
+    scored = tokens > 0
+    if int(scored.sum()) >= 2:
+        spread = bootstrap_mean(sums[scored] / tokens[scored], tokens[scored])
+        result |= {"loss_se": spread["se"], "perplexity_low": math.exp(spread["low"]),
+                   "perplexity_high": math.exp(spread["high"])}
+    return result
 
 
 def generate_sentences(model: nn.Module, data: SentenceData, n: int, temperature: float = 1.0,
@@ -176,12 +184,16 @@ def predict(
 def evaluate_classifier(
     model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], device: torch.device | None = None
 ) -> dict[str, float]:
-    """Mean cross-entropy, accuracy and macro-F1 of ``model`` on ``loader``."""
+    """Mean cross-entropy, accuracy, its binomial standard error ``accuracy_se``, macro-F1 and the
+    number of examples ``n`` of ``model`` on ``loader``."""
     logits, preds, labels = predict(model, loader, device)
+    acc = accuracy(preds, labels)
     return {
         "loss": nn.functional.cross_entropy(logits, labels).item(),
-        "accuracy": accuracy(preds, labels),
+        "accuracy": acc,
+        "accuracy_se": binomial_standard_error(acc, labels.numel()),
         "f1": macro_f1(preds, labels),
+        "n": labels.numel(),
     }
 
 
@@ -190,16 +202,25 @@ def evaluate_language_model(
     model: nn.Module, ids: torch.Tensor, *, batch_size: int = 16, bptt: int = 64,
     device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Token-weighted mean next-token loss and perplexity on a token stream, state carried across windows."""
+    """Token-weighted mean next-token loss and perplexity on a token stream, state carried across
+    windows; with the noise: ``loss_se`` and the 95% interval ``perplexity_low`` / ``perplexity_high``,
+    bootstrapped over the ``batch_size x windows`` pieces of ``bptt`` tokens (seed 0, so repeatable)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total, count, state = 0.0, 0, None
+    piece_nll, piece_tokens, state = [], [], None
     for batch in bptt_batches(batchify(ids, batch_size), bptt):
         batch = to_device(batch, device)
         logits, state = model(batch["input_ids"], state)
-        total += nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), batch["targets"].reshape(-1), reduction="sum").item()
-        count += batch["targets"].numel()
+        nll = nn.functional.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")  # [B, T]
+        piece_nll.append(nll.sum(1).double().cpu())
+        piece_tokens.append(batch["targets"].size(1))
     model.train(was_training)
-    return token_perplexity(total, count)
+    sums = torch.cat(piece_nll)
+    tokens = torch.tensor([t for t in piece_tokens for _ in range(batch_size)], dtype=torch.float64)
+    result = token_perplexity(float(sums.sum()), int(tokens.sum()))
+    if sums.numel() >= 2:
+        spread = bootstrap_mean(sums / tokens, tokens)
+        result |= {"loss_se": spread["se"], "perplexity_low": math.exp(spread["low"]),
+                   "perplexity_high": math.exp(spread["high"])}
+    return result

@@ -1,10 +1,16 @@
-"""Quality measures shared by the lessons."""
+"""Quality measures shared by the lessons, and the noise around them: the standard error of an
+accuracy, a bootstrap standard error of a mean, and the verdict rule (a difference inside two
+standard errors is a tie)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
+
+#: A difference counts as a win or a loss only when it is at least this many standard errors.
+VERDICT_SES = 2.0
 
 
 def _as_tensors(preds, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,3 +106,50 @@ def distinct_n(sentences: Sequence[Sequence[str]], n: int) -> float:
     (n,) = _check_orders((n,))
     grams = [tuple(s[i:i + n]) for s in sents for i in range(len(s) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+# --------------------------------------------------------------------------- noise
+def binomial_standard_error(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on ``n`` independent examples: ``sqrt(p (1 - p) / n)``."""
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy must be a number in [0, 1], got {accuracy!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be the number of examples, an int >= 1, got {n!r}")
+    return math.sqrt(accuracy * (1.0 - accuracy) / n)
+
+
+def bootstrap_mean(values: Sequence[float] | torch.Tensor, weights: Sequence[float] | torch.Tensor | None = None,
+                   resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Weighted mean of ``values`` (e.g. per-window losses, weighted by tokens) and its bootstrap
+    spread: ``mean``, ``se`` (standard deviation of the resampled means) and the 2.5 / 97.5
+    percentiles ``low`` / ``high``. Windows, not tokens, are resampled: neighbouring tokens are not
+    independent, windows nearly are."""
+    x = torch.as_tensor(values, dtype=torch.float64).flatten()
+    w = torch.ones_like(x) if weights is None else torch.as_tensor(weights, dtype=torch.float64).flatten()
+    if x.numel() < 2 or w.shape != x.shape:
+        raise ValueError(f"need >= 2 values and one weight per value, got {x.numel()} values and {w.numel()} weights")
+    if bool((w < 0).any()) or not float(w.sum()) > 0:
+        raise ValueError("weights must be >= 0 and not all 0")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 10:
+        raise ValueError(f"resamples must be an int >= 10, got {resamples!r}")
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(x.numel(), (resamples, x.numel()), generator=generator)
+    means = (x[picks] * w[picks]).sum(1) / w[picks].sum(1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return {"mean": float((x * w).sum() / w.sum()), "se": float(means.std()), "low": low, "high": high}
+
+
+def verdict(difference: float, standard_error: float) -> str:
+    """``"win"`` if ``difference`` (a - b, larger is better) is at least :data:`VERDICT_SES` standard
+    errors above 0, ``"loss"`` if that far below, else ``"tie"``. For two independent measurements
+    pass ``sqrt(se_a**2 + se_b**2)``."""
+    for value, name in ((difference, "difference"), (standard_error, "standard_error")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if standard_error < 0:
+        raise ValueError(f"standard_error must be >= 0, got {standard_error}")
+    if difference >= VERDICT_SES * standard_error and difference > 0:
+        return "win"
+    if difference <= -VERDICT_SES * standard_error and difference < 0:
+        return "loss"
+    return "tie"

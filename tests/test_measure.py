@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from nlpprune_lessons.measure.latency import Latency, compare_latency, measure_latency
+from nlpprune_lessons.measure.latency import Latency, compare_latency, latency_rounds, measure_latency
 
 
 def test_measure_latency_counts_calls_and_reports_percentiles():
@@ -29,7 +29,7 @@ def test_compare_latency_alternates_and_ranks_a_slow_call_slower():
         order.append("slow")
         time.sleep(0.002)
 
-    ms = compare_latency({"fast": fast, "slow": slow}, rounds=2, repeats=3, warmup=0)  # fastest round per candidate
+    ms = compare_latency({"fast": fast, "slow": slow}, rounds=2, repeats=3, warmup=0)  # median of the round medians
     assert ms["slow"] > ms["fast"] and ms["slow"] >= 2.0
     assert order == ["fast"] * 3 + ["slow"] * 3 + ["fast"] * 3 + ["slow"] * 3  # round by round
 
@@ -41,3 +41,15 @@ def test_compare_latency_bad_arguments(kwargs, message):
         compare_latency({"a": lambda: None}, **kwargs)
     with pytest.raises(ValueError, match="at least one callable"):
         compare_latency({})
+
+
+def test_latency_rounds_reports_spread_and_paired_speedup():
+    def slow():
+        time.sleep(0.002)
+
+    times = latency_rounds({"slow": slow, "fast": lambda: None}, rounds=3, repeats=3, warmup=0)
+    assert times["slow"].speedup == 1.0 and times["fast"].speedup > 5  # paired ratio over the reference (first)
+    assert times["fast"].q1_ms <= times["fast"].median_ms <= times["fast"].q3_ms and times["fast"].rounds == 3
+    assert times["slow"].iqr_ms >= 0
+    with pytest.raises(ValueError, match="reference must be one of"):
+        latency_rounds({"a": lambda: None}, reference="b")

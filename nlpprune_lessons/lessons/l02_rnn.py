@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from nlpprune_lessons.core import config
@@ -90,17 +91,18 @@ def language_model_data() -> LanguageModelData:
     return _lm_data(config.is_fast(), LM_RECIPE["min_freq"])
 
 
-def build_classifier(vocab_size: int, cell: str = "lstm", pad_id: int = 0) -> RNNClassifier:
-    """An untrained classifier with the course's standard sizes."""
+def build_classifier(vocab_size: int, cell: str = "lstm", pad_id: int = 0,
+                     hidden_size: int | None = None) -> RNNClassifier:
+    """An untrained classifier with the course's standard sizes (``hidden_size`` overrides the recipe's)."""
     r = CLASSIFIER_RECIPE
-    return RNNClassifier(vocab_size, 2, embed_dim=r["embed_dim"], hidden_size=r["hidden_size"],
+    return RNNClassifier(vocab_size, 2, embed_dim=r["embed_dim"], hidden_size=hidden_size or r["hidden_size"],
                          num_layers=r["num_layers"], cell=cell, dropout=r["dropout"], pad_id=pad_id)
 
 
-def build_language_model(vocab_size: int, cell: str = "lstm") -> RNNLanguageModel:
-    """An untrained language model with the course's standard sizes."""
+def build_language_model(vocab_size: int, cell: str = "lstm", hidden_size: int | None = None) -> RNNLanguageModel:
+    """An untrained language model with the course's standard sizes (``hidden_size`` overrides the recipe's)."""
     r = LM_RECIPE
-    return RNNLanguageModel(vocab_size, embed_dim=r["embed_dim"], hidden_size=r["hidden_size"],
+    return RNNLanguageModel(vocab_size, embed_dim=r["embed_dim"], hidden_size=hidden_size or r["hidden_size"],
                             num_layers=r["num_layers"], cell=cell, dropout=r["dropout"])
 
 
@@ -123,6 +125,30 @@ def fit_language_model(model: RNNLanguageModel, data: LanguageModelData, epochs:
     epochs = epochs or config.pick(fast=2, full=r["max_epochs"])
     return train_language_model(model, data.ids["train"], data.ids["validation"], epochs=epochs,
                                 progress=progress, **kwargs)
+
+
+def classifier_scores(data: SentimentData):
+    """``evaluate(model) -> dict`` for the protocols: validation accuracy (choices are made on it) and
+    test accuracy with its binomial standard error (read once per reported model)."""
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        test = evaluate_classifier(model, data.loaders["test"])
+        return {"val_accuracy": evaluate_classifier(model, data.loaders["validation"])["accuracy"],
+                "accuracy": test["accuracy"], "accuracy_se": test["accuracy_se"]}
+
+    return evaluate
+
+
+def language_model_scores(data: LanguageModelData):
+    """As :func:`classifier_scores`: validation perplexity, and test perplexity with its bootstrap
+    interval and the standard error of its log (``loss_se``)."""
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        test = evaluate_language_model(model, data.ids["test"])
+        return {"val_perplexity": evaluate_language_model(model, data.ids["validation"])["perplexity"],
+                **{k: test[k] for k in ("perplexity", "perplexity_low", "perplexity_high", "loss_se")}}
+
+    return evaluate
 
 
 def trained_classifier(cell: str = "lstm", seed: int = 0, progress: bool = True):

@@ -18,7 +18,7 @@ from nlpprune_lessons.lessons.l02_rnn import (
 from nlpprune_lessons.models import RNNClassifier, RNNLanguageModel
 from nlpprune_lessons.pruning.protocols import Train
 from nlpprune_lessons.text.perturb import changed_share, perturb_texts
-from nlpprune_lessons.text.streams import batchify, num_bptt_windows
+from nlpprune_lessons.text.streams import batchify, num_bptt_windows, spread_stream
 
 
 class RobustnessProbe:
@@ -55,41 +55,59 @@ class RobustnessProbe:
         return result
 
 
-#: Fine-tuning between pruning steps: one epoch at a lower learning rate; the language model reads
-#: only the first tokens of its training stream in FULL mode (the whole stream takes minutes).
-FINE_TUNE = dict(epochs=1, lr=1e-3, lm_tokens_full=120_000)
+#: Fine-tuning between pruning steps, "a round": the classifier reads its training set once at a lower
+#: learning rate; the language model reads a third of its training stream, taken as one run per batch
+#: row spread evenly over the stream (:func:`~nlpprune_lessons.text.streams.spread_stream`): the stream
+#: joins the novels one after another, and its first third would be one novel only.
+FINE_TUNE = dict(lr=1e-3, lm_share=1 / 3)
+
+
+def _check_rounds(rounds: object) -> int:
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1 (fine-tuning rounds of the budget), got {rounds!r}")
+    return rounds
 
 
 def fine_tune_classifier(model: RNNClassifier, data: SentimentData) -> None:
-    """The standard recovery step after pruning (masks stay on)."""
-    fit_classifier(model, data, epochs=FINE_TUNE["epochs"], progress=False, patience=None, lr=FINE_TUNE["lr"])
+    """One round of the standard recovery step after pruning (masks stay on)."""
+    fit_classifier(model, data, epochs=1, progress=False, patience=None, lr=FINE_TUNE["lr"], restore_best=False)
+
+
+def language_model_rounds(data: LanguageModelData, rounds: int = 1) -> LanguageModelData:
+    """``data`` with a training stream of ``rounds`` fine-tuning rounds (a third of the stream each, spread)."""
+    train = data.ids["train"]
+    tokens = round(_check_rounds(rounds) * FINE_TUNE["lm_share"] * train.numel())
+    return LanguageModelData(data.vocab, {**data.ids, "train": spread_stream(train, tokens, LM_RECIPE["batch_size"])})
 
 
 def fine_tune_language_model(model: RNNLanguageModel, data: LanguageModelData) -> None:
-    """The standard recovery step after pruning (masks stay on)."""
-    tokens = config.pick(fast=None, full=FINE_TUNE["lm_tokens_full"])
-    subset = LanguageModelData(data.vocab, {**data.ids, "train": data.ids["train"][:tokens]})
-    fit_language_model(model, subset, epochs=FINE_TUNE["epochs"], progress=False, patience=None, lr=FINE_TUNE["lr"])
+    """One round of the standard recovery step after pruning (masks stay on): a third of the training
+    stream, spread over it (:func:`language_model_rounds`)."""
+    fit_language_model(model, language_model_rounds(data), epochs=1, progress=False, patience=None,
+                       lr=FINE_TUNE["lr"], restore_best=False)
 
 
-#: Gradual pruning (and its dense control): the dense model trains on for a few more epochs while a
-#: cubic schedule raises the sparsity; the last weights are kept (an earlier epoch is less sparse).
-GRADUAL = dict(lr=1e-3, prune_until=0.7, pruning_events=20, classifier_epochs_full=4, lm_epochs_full=3,
-               classifier_epochs_fast=1, lm_epochs_fast=1)
+#: Gradual pruning (and its dense control): the dense model trains on while a cubic schedule raises the
+#: sparsity; the last weights are kept (an earlier step is less sparse). The budget is counted in
+#: fine-tuning rounds, so that gradual, iterative and one-shot pruning can be compared at equal steps;
+#: ``published_rounds`` is the longer run of Zhu & Gupta's regime (pruning inside a training run of
+#: several epochs: 4 classifier epochs, 3 language-model epochs).
+GRADUAL = dict(lr=1e-3, prune_until=0.7, pruning_events=20,
+               published_rounds=dict(classifier=dict(fast=1, full=4), language_model=dict(fast=3, full=9)))
 
 
-def _gradual_epochs(epochs: int | None, fast: int, full: int) -> int:
-    if epochs is None:
-        return config.pick(fast=fast, full=full)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be None (the recipe's) or an int >= 1, got {epochs!r}")
-    return epochs
+def published_rounds(model: str) -> int:
+    """The budget of :data:`GRADUAL`'s published regime for ``model`` (``"classifier"`` or ``"language_model"``)."""
+    if model not in GRADUAL["published_rounds"]:
+        raise ValueError(f"model must be one of {list(GRADUAL['published_rounds'])}, got {model!r}")
+    budget = GRADUAL["published_rounds"][model]
+    return config.pick(fast=budget["fast"], full=budget["full"])
 
 
-def classifier_trainer(data: SentimentData, epochs: int | None = None) -> tuple[Train, int]:
-    """``(train(model, on_step), total_steps)`` for :func:`nlpprune_lessons.pruning.protocols.gradual`: the standard
-    recipe at ``GRADUAL["lr"]``, no early stopping, the last epoch's weights kept."""
-    epochs = _gradual_epochs(epochs, GRADUAL["classifier_epochs_fast"], GRADUAL["classifier_epochs_full"])
+def classifier_trainer(data: SentimentData, rounds: int) -> tuple[Train, int]:
+    """``(train(model, on_step), total_steps)`` for :func:`nlpprune_lessons.pruning.protocols.gradual`: ``rounds``
+    epochs of the standard recipe at ``GRADUAL["lr"]``, no early stopping, the last weights kept."""
+    epochs = _check_rounds(rounds)
 
     def train(model, on_step):
         fit_classifier(model, data, epochs=epochs, progress=False, patience=None, lr=GRADUAL["lr"],
@@ -98,13 +116,14 @@ def classifier_trainer(data: SentimentData, epochs: int | None = None) -> tuple[
     return train, epochs * len(data.loaders["train"])
 
 
-def language_model_trainer(data: LanguageModelData, epochs: int | None = None) -> tuple[Train, int]:
-    """As :func:`classifier_trainer`, for the language model (whole training stream, TBPTT)."""
-    epochs = _gradual_epochs(epochs, GRADUAL["lm_epochs_fast"], GRADUAL["lm_epochs_full"])
-    r = LM_RECIPE
+def language_model_trainer(data: LanguageModelData, rounds: int) -> tuple[Train, int]:
+    """As :func:`classifier_trainer`, for the language model: ``rounds`` fine-tuning rounds' tokens
+    (:func:`language_model_rounds`) read once by TBPTT."""
+    budget = language_model_rounds(data, rounds)
 
     def train(model, on_step):
-        fit_language_model(model, data, epochs=epochs, progress=False, patience=None, lr=GRADUAL["lr"],
+        fit_language_model(model, budget, epochs=1, progress=False, patience=None, lr=GRADUAL["lr"],
                            on_step=on_step, restore_best=False)
 
-    return train, epochs * num_bptt_windows(batchify(data.ids["train"], r["batch_size"]), r["bptt"])
+    r = LM_RECIPE
+    return train, num_bptt_windows(batchify(budget.ids["train"], r["batch_size"]), r["bptt"])

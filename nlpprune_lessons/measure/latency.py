@@ -49,19 +49,62 @@ def measure_latency(fn: Callable[[], object], *, warmup: int = 3, repeats: int =
     return Latency(statistics.median(times), deciles[0], deciles[-1], repeats, torch.get_num_threads())
 
 
-def compare_latency(candidates: Mapping[str, Callable[[], object]], *, rounds: int = 5, repeats: int = 20,
-                    warmup: int = 3) -> dict[str, float]:
-    """Latency in ms of each candidate: :func:`measure_latency` in ``rounds`` alternating rounds, and
-    the fastest round's median per candidate. On a shared machine other work only ever adds time, and
-    alternating makes every candidate meet the quiet moments, so the ratios between candidates are fair
-    (the same reasoning as ``timeit``'s advice to take the minimum)."""
+@dataclass(frozen=True)
+class RoundTimes:
+    """One candidate's latency over alternating rounds (ms): the median and quartiles of the round
+    medians, and its speedup over the reference candidate (the median of the per-round ratios, so
+    a slow moment of the machine, which hits both in the same round, cancels) with its quartiles."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    speedup: float
+    speedup_q1: float
+    speedup_q3: float
+    rounds: int
+
+    @property
+    def iqr_ms(self) -> float:
+        """Interquartile range of the round medians."""
+        return self.q3_ms - self.q1_ms
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
+
+
+def latency_rounds(candidates: Mapping[str, Callable[[], object]], *, rounds: int = 5, repeats: int = 20,
+                   warmup: int = 3, reference: str | None = None) -> dict[str, RoundTimes]:
+    """Time every candidate with :func:`measure_latency` in ``rounds`` alternating rounds (A, B, C, A,
+    B, C, ...), so that every candidate meets the machine's quiet and busy moments alike; report per
+    candidate the median and interquartile range of its round medians, and its speedup over
+    ``reference`` (default: the first candidate) paired by round."""
     if not isinstance(candidates, Mapping) or not all(callable(fn) for fn in candidates.values()):
         raise TypeError("candidates must be a dict {name: callable taking no arguments}")
     if not candidates:
         raise ValueError("candidates must name at least one callable")
     check_positive_int(rounds, "rounds")
+    reference = next(iter(candidates)) if reference is None else reference
+    if reference not in candidates:
+        raise ValueError(f"reference must be one of the candidates {list(candidates)}, got {reference!r}")
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
             times[name].append(measure_latency(fn, warmup=warmup, repeats=repeats).median_ms)
-    return {name: min(values) for name, values in times.items()}
+    out = {}
+    for name, values in times.items():
+        q1, median, q3 = _quartiles(values)
+        s1, speedup, s3 = _quartiles([r / v for r, v in zip(times[reference], values)])
+        out[name] = RoundTimes(median, q1, q3, speedup, s1, s3, rounds)
+    return out
+
+
+def compare_latency(candidates: Mapping[str, Callable[[], object]], *, rounds: int = 5, repeats: int = 20,
+                    warmup: int = 3) -> dict[str, float]:
+    """Median latency in ms of each candidate over alternating rounds: :func:`latency_rounds` without
+    the spread (use that function to report the interquartile range and paired speedups)."""
+    return {name: t.median_ms for name, t in
+            latency_rounds(candidates, rounds=rounds, repeats=repeats, warmup=warmup).items()}

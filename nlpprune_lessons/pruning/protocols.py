@@ -45,18 +45,28 @@ def _check_sparsities(sparsities: Sequence[float]) -> list[float]:
     return sorted(values)
 
 
+#: How many times :func:`one_shot` calls ``fine_tune``: once, or as often as :func:`iterative` has by
+#: the time it reaches the same sparsity (k times at the k-th smallest sparsity): the equal budget.
+BUDGETS = ("one round", "as iterative")
+
+
 def one_shot(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float], method: str = "magnitude",
              scope: str = "global", fine_tune: FineTune | None = None, data: Iterable | None = None,
-             seed: int = 0, progress: bool = True) -> list[dict]:
-    """Prune a fresh copy of ``dense`` to each sparsity in one step (then ``fine_tune`` it, if given)."""
+             seed: int = 0, budget: str = "one round", progress: bool = True) -> list[dict]:
+    """Prune a fresh copy of ``dense`` to each sparsity in one step, then ``fine_tune`` it (if given)
+    for the ``budget`` of :data:`BUDGETS`; ``fine_tune_rounds`` in each record says how many rounds."""
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
     records = []
-    for sparsity in tqdm(_check_sparsities(sparsities), desc=f"one-shot {method}", disable=not progress, leave=False):
+    values = _check_sparsities(sparsities)
+    for position, sparsity in enumerate(tqdm(values, desc=f"one-shot {method}", disable=not progress, leave=False)):
         model = copy.deepcopy(dense)
         prune(model, sparsity, method=method, scope=scope, data=data, seed=seed)
-        if fine_tune is not None:
+        rounds = 0 if fine_tune is None else (1 if budget == "one round" else position + 1)
+        for _ in range(rounds):
             fine_tune(model)
         records.append(_record(model, evaluate(model), method=method, scope=scope, schedule="one-shot",
-                               fine_tuned=fine_tune is not None, sparsity=sparsity))
+                               fine_tuned=fine_tune is not None, sparsity=sparsity, fine_tune_rounds=rounds))
     return records
 
 
@@ -70,7 +80,7 @@ def iterative(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[float],
         prune(model, sparsity, method=method, scope=scope, data=data, seed=seed)
         fine_tune(model)
         records.append(_record(model, evaluate(model), method=method, scope=scope, schedule="iterative",
-                               fine_tuned=True, sparsity=sparsity))
+                               fine_tuned=True, sparsity=sparsity, fine_tune_rounds=len(records) + 1))
     return records
 
 
@@ -148,40 +158,45 @@ def sensitivity_scan(dense: nn.Module, evaluate: Evaluate, sparsities: Sequence[
 
 
 def lottery_ticket(build: Callable[[int], nn.Module], train: Callable[[nn.Module, Callable[[int], object]], object],
-                   evaluate: Evaluate, sparsity: float, rewind_step: int = 0, seed: int = 0) -> list[dict]:
-    """Frankle & Carbin (2019), with rewinding (Frankle et al., 2020).
+                   evaluate: Evaluate, sparsity: float, rewind_steps: Sequence[int] = (0,), seed: int = 0) -> list[dict]:
+    """Frankle & Carbin (2019) in its one-shot form (one pruning step, not their iterative rounds),
+    with rewinding to initialisation (step 0) or late, to step k (Frankle et al., 2020, who found the
+    late rewind necessary for larger networks).
 
-    Trains ``build(seed)`` with ``train(model, on_step)``, keeping a snapshot of its weights after
-    ``rewind_step`` optimiser steps (0 = the initialisation); prunes the trained model to ``sparsity``
-    (global magnitude); then trains (a) the *ticket*: that mask with the weights rewound to the
-    snapshot, and (b) the control: the same mask on another random initialisation, ``build(seed + 1)``.
-    Returns records for dense, ticket and control.
+    Trains ``build(seed)`` with ``train(model, on_step)``, keeping a snapshot of its weights after each
+    of ``rewind_steps`` optimiser steps (0 = the initialisation); prunes the trained model to ``sparsity``
+    (global magnitude); then trains (a) one *ticket* per rewind step: that mask with the weights rewound
+    to the snapshot, and (b) the control: the same mask on another random initialisation,
+    ``build(seed + 1)``. Returns records for dense, each ticket and the control.
     """
-    if rewind_step < 0:
-        raise ValueError(f"rewind_step must be >= 0, got {rewind_step}")
+    steps = list(rewind_steps)
+    if not steps or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in steps):
+        raise ValueError(f"rewind_steps must be a non-empty list of ints >= 0, got {rewind_steps!r}")
     dense = build(seed)
-    snapshot = {} if rewind_step else {"weights": weights_snapshot(dense)}
+    snapshots = {0: weights_snapshot(dense)} if 0 in steps else {}
 
     def keep_snapshot(step: int) -> None:
-        if step == rewind_step:
-            snapshot["weights"] = weights_snapshot(dense)
+        if step in steps:
+            snapshots[step] = weights_snapshot(dense)
 
     train(dense, keep_snapshot)
-    if "weights" not in snapshot:
-        raise ValueError(f"training took fewer than rewind_step={rewind_step} steps")
+    missing = sorted(set(steps) - set(snapshots))
+    if missing:
+        raise ValueError(f"training took fewer steps than rewind_steps {missing}")
     records = [_record(dense, evaluate(dense), variant="dense", sparsity=0.0)]
     prune(dense, sparsity)  # the mask of the trained model
-    ticket = dense
-    rewind(ticket, snapshot["weights"])
-    train(ticket, lambda step: None)
-    records.append(_record(ticket, evaluate(ticket), variant=f"ticket (rewound to step {rewind_step})",
-                           sparsity=sparsity))
-    control = build(seed + 1)
     masks = {name: buf.clone() for name, buf in dense.named_buffers() if name.endswith("_mask")}
+    for step in steps:
+        ticket = copy.deepcopy(dense)
+        rewind(ticket, snapshots[step])
+        train(ticket, lambda _: None)
+        records.append(_record(ticket, evaluate(ticket), variant=f"ticket (rewound to step {step})",
+                               sparsity=sparsity, rewind_step=step))
+    control = build(seed + 1)
     prune(control, sparsity)  # creates the mask buffers; overwritten below by the ticket's mask
     for name, buf in control.named_buffers():
         if name in masks:
             buf.copy_(masks[name])
-    train(control, lambda step: None)
+    train(control, lambda _: None)
     records.append(_record(control, evaluate(control), variant="same mask, random re-init", sparsity=sparsity))
     return records

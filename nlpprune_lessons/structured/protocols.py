@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nlpprune_lessons.core.checks import check_positive_int
-from nlpprune_lessons.measure.latency import compare_latency
+from nlpprune_lessons.measure.latency import latency_rounds
 from nlpprune_lessons.measure.size import file_size_bytes
 from nlpprune_lessons.pruning.protocols import Evaluate, FineTune
 from nlpprune_lessons.structured.indices import lowest
@@ -133,8 +133,10 @@ def cost_report(model: nn.Module, dense: nn.Module, seq_len: int = 64, batch_siz
     of dense / of model). ``part="rnn"`` times the recurrent layers on random inputs, ``"model"`` the
     whole forward pass (embedding and head too: a language model's decoder is a large share) on
     random token ids. Both models are timed with :class:`StackedRNN` stacks in eval mode, so only the
-    sizes differ, alternating (:func:`~nlpprune_lessons.measure.latency.compare_latency`). The thread count is
-    reported."""
+    sizes differ, in alternating rounds (:func:`~nlpprune_lessons.measure.latency.latency_rounds`):
+    ``{part}_ms_b{batch}`` is the median of the round medians, ``_iqr`` its interquartile range, and
+    ``speedup_b{batch}`` the median per-round ratio with its quartiles ``_q1`` / ``_q3``. The thread
+    count is reported."""
     if part not in _PARTS:
         raise ValueError(f"part must be one of {sorted(_PARTS)}, got {part!r}")
     baseline = remove_hidden_units(dense, {}).eval()
@@ -146,10 +148,12 @@ def cost_report(model: nn.Module, dense: nn.Module, seq_len: int = 64, batch_siz
            "threads": torch.get_num_threads()}
     try:
         for batch in batch_sizes:
-            ms = compare_latency({"dense": _PARTS[part](baseline, batch, seq_len, 0),
-                                  "slim": _PARTS[part](slim, batch, seq_len, 0)}, rounds=rounds, repeats=repeats)
-            out[f"{part}_ms_b{batch}"] = ms["slim"]
-            out[f"speedup_b{batch}"] = ms["dense"] / ms["slim"]
+            times = latency_rounds({"dense": _PARTS[part](baseline, batch, seq_len, 0),
+                                    "slim": _PARTS[part](slim, batch, seq_len, 0)}, rounds=rounds, repeats=repeats)
+            slim_times = times["slim"]
+            out |= {f"{part}_ms_b{batch}": slim_times.median_ms, f"{part}_ms_b{batch}_iqr": slim_times.iqr_ms,
+                    f"speedup_b{batch}": slim_times.speedup, f"speedup_b{batch}_q1": slim_times.speedup_q1,
+                    f"speedup_b{batch}_q3": slim_times.speedup_q3}
     finally:
         slim.train(was_training)
     return out

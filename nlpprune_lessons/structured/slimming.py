@@ -14,7 +14,7 @@ from torch import nn
 
 from nlpprune_lessons.core import config
 from nlpprune_lessons.evaluate import evaluate_classifier
-from nlpprune_lessons.measure.latency import compare_latency
+from nlpprune_lessons.measure.latency import latency_rounds
 from nlpprune_lessons.measure.memory import release_memory
 from nlpprune_lessons.measure.size import file_size_bytes
 from nlpprune_lessons.structured.indices import lowest
@@ -179,9 +179,10 @@ def slim_with_recovery(
 def latency_table(models: Mapping[str, nn.Module], *, batch_sizes: Sequence[int] = (1, 32),
                   seq_lens: Sequence[int] = (64, 128), vocab_size: int | None = None, rounds: int = 3,
                   repeats: int = 10, warmup: int = 2, seed: int = 0) -> pd.DataFrame:
-    """CPU/GPU latency (ms, :func:`~nlpprune_lessons.measure.latency.compare_latency`: alternating rounds, best
-    median) of every model at every batch size x sequence length, on seeded random token ids with no
-    padding, and each model's speedup over the first one. The thread count is a column."""
+    """CPU/GPU latency (ms, :func:`~nlpprune_lessons.measure.latency.latency_rounds`: alternating rounds,
+    median and interquartile range of the round medians) of every model at every batch size x sequence
+    length, on seeded random token ids with no padding, and each model's speedup over the first one
+    (median per-round ratio). The thread count is a column."""
     if not models:
         raise ValueError("models must name at least one model")
     vocab_size = vocab_size or min(m.config.vocab_size for m in models.values())
@@ -193,11 +194,10 @@ def latency_table(models: Mapping[str, nn.Module], *, batch_sizes: Sequence[int]
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             device_inputs = {name: {k: v.to(next(m.parameters()).device) for k, v in inputs.items()}
                              for name, m in models.items()}
-            ms = compare_latency({name: (lambda m=m, x=device_inputs[name]: m(**x)) for name, m in models.items()},
-                                 rounds=rounds, repeats=repeats, warmup=warmup)
-            base = next(iter(ms.values()))
-            rows += [{"model": name, "batch": batch, "seq_len": seq, "ms": t, "speedup": base / t,
-                      "threads": torch.get_num_threads()} for name, t in ms.items()]
+            times = latency_rounds({name: (lambda m=m, x=device_inputs[name]: m(**x)) for name, m in models.items()},
+                                   rounds=rounds, repeats=repeats, warmup=warmup)
+            rows += [{"model": name, "batch": batch, "seq_len": seq, "ms": t.median_ms, "ms_iqr": t.iqr_ms,
+                      "speedup": t.speedup, "threads": torch.get_num_threads()} for name, t in times.items()]
     return pd.DataFrame(rows)
 
 

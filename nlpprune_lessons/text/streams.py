@@ -25,6 +25,24 @@ def batchify(ids: Sequence[int] | torch.Tensor, batch_size: int) -> torch.Tensor
     return ids[: n * batch_size].view(batch_size, n)
 
 
+def spread_stream(ids: Sequence[int] | torch.Tensor, tokens: int, pieces: int = 32) -> torch.Tensor:
+    """``tokens`` tokens of a stream taken as ``pieces`` equal runs spread evenly over it (so a subset
+    of a stream that joins several books one after another reads every book, not the first). More
+    tokens than the stream holds: the whole stream, repeated, then a spread remainder. Read with
+    ``batchify(result, pieces)``, each row is one run."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    for value, name in ((tokens, "tokens"), (pieces, "pieces")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if ids.numel() < pieces:
+        raise ValueError(f"a stream of {ids.numel()} tokens cannot be cut into {pieces} pieces")
+    whole, rest = divmod(tokens, ids.numel())
+    run = rest // pieces
+    starts = torch.linspace(0, ids.numel() - run, pieces).long() if run else torch.zeros(0, dtype=torch.long)
+    spread = [ids[s : s + run] for s in starts.tolist()]
+    return torch.cat([ids] * whole + spread) if whole or spread else ids[:0]
+
+
 def num_bptt_windows(data: torch.Tensor, bptt: int) -> int:
     """How many windows :func:`bptt_batches` yields for ``data`` (one optimiser step each in training)."""
     return math.ceil((data.size(1) - 1) / bptt)

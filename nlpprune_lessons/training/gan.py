@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.evaluate import sentence_perplexity
