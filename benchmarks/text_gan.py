@@ -1,5 +1,9 @@
 """Lesson 05's text GAN and generator pruning at full size: MLE generator, adversarial fine-tuning,
-and four ways to remove 25% / 50% of the generator's hidden units, with a dense control.
+and four ways to remove 25% / 50% of the generator's hidden units (weight norm + MLE, weight norm +
+teacher matching, GAL's masks + teacher matching, and masks + teacher matching + adversary), each with
+the same training budget and early stopping on validation perplexity, against a dense control
+trained by MLE with the same budget; the GAN and the pruned generators placed on the temperature
+curve (BLEU against self-BLEU).
 
 Run in FULL mode (the default; NLPPRUNE_FAST=1 gives a quick smoke run). Writes
 results/text_gan.json and prints the tables and the course's targets: adversarial fine-tuning raises
@@ -23,6 +27,7 @@ from nlpprune_lessons.course.results import save_results
 from nlpprune_lessons.evaluate import evaluate_generator, generate_sentences
 from nlpprune_lessons.lessons import l05_text_gan
 from nlpprune_lessons.lessons.l05_text_gan import compare_generator_pruning
+from nlpprune_lessons.metrics import compare_scores
 from nlpprune_lessons.structured.adversarial import METHODS
 from nlpprune_lessons.training.gan import adversarial_fine_tune, train_steps
 
@@ -30,7 +35,7 @@ FRACTIONS = [0.25, 0.5]
 TEMPERATURES = [0.5, 0.7, 1.0, 1.3]
 SEED = 0
 COLUMNS = ["bleu2", "bleu3", "bleu4", "self_bleu2", "self_bleu3", "self_bleu4", "distinct1", "distinct2",
-           "mean_words", "perplexity"]
+           "mean_words", "perplexity", "perplexity_low", "perplexity_high"]
 
 
 def main() -> int:
@@ -71,14 +76,16 @@ def main() -> int:
             print("   ", " ".join(words))
 
     config.set_seed(SEED)
-    pruning, _ = compare_generator_pruning(generator, data, FRACTIONS, METHODS, steps=steps["recover_steps"],
-                                                 mask_steps=steps["mask_steps"], n_samples=n, seed=SEED,
-                                                 latency_repeats=20, progress=False, lr=training["prune_lr"])
+    pruning, pruned = compare_generator_pruning(generator, data, FRACTIONS, METHODS, steps=steps["prune_steps"],
+                                                mask_steps=steps["mask_steps"], n_samples=n, seed=SEED,
+                                                latency_repeats=20, progress=False, lr=training["prune_lr"],
+                                                eval_every=steps["eval_every"])
     table = pd.DataFrame(pruning)
     print(f"\npruning done at {time.perf_counter() - start:.0f} s")
-    print(table[["method", "fraction_removed", "hidden_sizes", "val_perplexity", "perplexity", "bleu3", "self_bleu3",
-                 "distinct2", "params", "file_MB", "speedup_b1", "speedup_b32", "masks_at_zero"]].round(4)
-          .to_string(index=False))
+    pd.set_option("display.width", 250)
+    print(table[["method", "fraction_removed", "hidden_sizes", "mask_steps", "recover_steps", "best_step", "l1",
+                 "masks_at_zero", "val_perplexity", "perplexity", "perplexity_low", "perplexity_high", "bleu3",
+                 "self_bleu3", "distinct2", "params", "speedup_b32"]].round(4).to_string(index=False))
     print(f"threads: {torch.get_num_threads()}; latency of the whole forward pass, {data.max_len} tokens, "
           "alternating rounds")
 
@@ -86,7 +93,21 @@ def main() -> int:
     dense_ppl = table[table.method == "dense"].perplexity.item()
     control_ppl = table[table.method == "dense+mle"].perplexity.item()
     half = table[table.fraction_removed == 0.5]
-    best = half.loc[half.val_perplexity.idxmin()]
+    best = half.loc[half.val_perplexity.idxmin()]  # chosen on validation
+    rows_of = {r["method"]: r for r in table.to_dict("records") if r["fraction_removed"] in (0.0, 0.5)}
+    verdicts = [{"a": a, "b": b, **compare_scores(rows_of[a], rows_of[b], "perplexity")}
+                for a, b in [(best.method, "dense+mle"), (best.method, "l2+mle"), ("masks+kd", "l2+kd"),
+                             ("masks+kd+adversary", "masks+kd"), ("dense+mle", "dense")]]
+    print("\ntest perplexity verdicts at 50% of units removed (log ratio, two standard errors):")
+    print(pd.DataFrame(verdicts).round(4).to_string(index=False))
+    curve_models = {"adversarial": adv, "MLE only, same steps": mle_only,
+                    "dense+mle (pruning control)": pruned[("dense+mle", 0.0)].model,
+                    f"{best.method}, 50% removed": pruned[(best.method, 0.5)].model}
+    curves_rows = [{"experiment": "temperature", "model": name, "temperature": t,
+                    **evaluate_generator(model, data, n, temperature=t, seed=SEED)}
+                   for name, model in curve_models.items() for t in TEMPERATURES]
+    print(pd.DataFrame(curves_rows)[["model", "temperature", "bleu3", "self_bleu3", "distinct2"]].round(4)
+          .to_string(index=False))
     targets = [
         ("adversarial fine-tuning raises test perplexity by <= 10%", float(adv_ppl / mle_ppl - 1),
          bool(adv_ppl <= 1.10 * mle_ppl)),
@@ -101,7 +122,9 @@ def main() -> int:
         print(f"{'MET ' if ok else 'MISS'} {label}: measured {measured:+.4f}")
     seconds = time.perf_counter() - start
     print(f"\nbenchmark time: {seconds / 60:.1f} min")
-    save_results("text_gan", gan.to_dict("records") + [{"experiment": "pruning", **r} for r in table.to_dict("records")]
+    save_results("text_gan", gan.to_dict("records") + curves_rows
+                 + [{"experiment": "pruning", **r} for r in table.to_dict("records")]
+                 + [{"experiment": "verdict", **v} for v in verdicts]
                  + [{"target": label, "measured": measured, "met": ok} for label, measured, ok in targets]
                  + [{"benchmark_seconds": seconds, "threads": torch.get_num_threads(), "steps": steps,
                      "training": training}], seed=SEED)

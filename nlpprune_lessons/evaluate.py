@@ -153,14 +153,15 @@ def evaluate_generator(model: nn.Module, data: SentenceData, n_samples: int, tem
 
     ``bleu2..4`` of ``n_samples`` samples against all real ``split`` sentences; ``self_bleu2..4`` of
     the samples; ``distinct1``, ``distinct2``; ``mean_words`` of the samples; ``perplexity`` of the
-    real sentences under the model. Empty samples (an immediate ``<eos>``) count in every measure."""
+    real sentences under the model, with its bootstrap interval and ``loss_se``
+    (:func:`sentence_perplexity`). Empty samples (an immediate ``<eos>``) count in every measure."""
     check_sentence_split(split)
     samples = generate_sentences(model, data, n_samples, temperature, seed)
     scored = [s or ["<empty>"] for s in samples]  # BLEU needs a token; "<empty>" matches nothing real
     return {**bleu(scored, data.sentences(split)), **self_bleu(scored),
             "distinct1": distinct_n(scored, 1), "distinct2": distinct_n(scored, 2),
             "mean_words": sum(map(len, samples)) / len(samples),
-            "perplexity": sentence_perplexity(model, data, split)["perplexity"]}
+            **{k: v for k, v in sentence_perplexity(model, data, split).items() if k != "loss"}}
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ standard errors is a tie)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -153,3 +153,20 @@ def verdict(difference: float, standard_error: float) -> str:
     if difference <= -VERDICT_SES * standard_error and difference < 0:
         return "loss"
     return "tie"
+
+
+def compare_scores(a: Mapping[str, float], b: Mapping[str, float], metric: str, prefix: str = "") -> dict:
+    """``a`` against ``b`` (score dicts of two independently measured models) on ``prefix + metric``:
+    ``"accuracy"`` as a difference with the standard errors ``accuracy_se``; ``"perplexity"`` as the
+    log ratio ``log(b / a)`` with the standard errors of the log, ``loss_se`` (so for both, a positive
+    difference means ``a`` is better). Returns ``difference``, ``se`` and :func:`verdict` for ``a``."""
+    error = {"accuracy": "accuracy_se", "perplexity": "loss_se"}
+    if metric not in error:
+        raise ValueError(f"metric must be one of {sorted(error)}, got {metric!r}")
+    value, se = prefix + metric, prefix + error[metric]
+    missing = [k for k in (value, se) for d in (a, b) if k not in d]
+    if missing:
+        raise ValueError(f"scores lack {sorted(set(missing))}: pass dicts with {value!r} and {se!r}")
+    difference = (a[value] - b[value] if metric == "accuracy" else math.log(b[value] / a[value]))
+    standard_error = math.hypot(a[se], b[se])
+    return {"difference": difference, "se": standard_error, "verdict": verdict(difference, standard_error)}

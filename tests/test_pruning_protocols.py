@@ -47,6 +47,27 @@ def test_iterative_fine_tunes_after_every_step_on_one_model():
     assert all(r["fine_tuned"] for r in records)
 
 
+def test_one_shot_with_the_iterative_budget_fine_tunes_k_times_at_the_kth_sparsity():
+    calls = []
+    records = protocols.one_shot(_dense(), _evaluate, [0.8, 0.5, 0.9], fine_tune=lambda m: calls.append(1),
+                                 budget="as iterative", progress=False)
+    assert [r["fine_tune_rounds"] for r in records] == [1, 2, 3] and len(calls) == 6
+    iterative = protocols.iterative(_dense(), _evaluate, [0.5, 0.8, 0.9], fine_tune=lambda m: None, progress=False)
+    assert [r["fine_tune_rounds"] for r in iterative] == [1, 2, 3]  # the same budget, sparsity by sparsity
+    once = protocols.one_shot(_dense(), _evaluate, [0.5, 0.9], fine_tune=lambda m: None, progress=False)
+    assert [r["fine_tune_rounds"] for r in once] == [1, 1]
+    with pytest.raises(ValueError, match="budget must be one of"):
+        protocols.one_shot(_dense(), _evaluate, [0.5], fine_tune=lambda m: None, budget="twice", progress=False)
+
+
+def test_lottery_ticket_bad_rewind_steps():
+    for steps in ([], [-1], [True]):
+        with pytest.raises(ValueError, match="rewind_steps"):
+            protocols.lottery_ticket(_dense, lambda m, s: None, _evaluate, 0.5, rewind_steps=steps)
+    with pytest.raises(ValueError, match="fewer steps than rewind_steps"):
+        protocols.lottery_ticket(_dense, lambda m, s: None, _evaluate, 0.5, rewind_steps=(0, 5))
+
+
 def test_sensitivity_scan_prunes_one_matrix_at_a_time():
     dense = _dense()
     rows = protocols.sensitivity_scan(dense, _evaluate, [0.5], progress=False)
@@ -79,9 +100,12 @@ def test_lottery_ticket_rewinds_the_survivors_and_gives_the_control_the_same_mas
     def evaluate(model):
         return {"a_orig": model.a.weight_orig.detach().clone() if hasattr(model.a, "weight_orig") else None}
 
-    records = protocols.lottery_ticket(_dense, train, evaluate, sparsity=0.75, rewind_step=0, seed=0)
-    assert [r["variant"] for r in records][0] == "dense"
-    ticket, control = seen["models"][1], seen["models"][2]
+    records = protocols.lottery_ticket(_dense, train, evaluate, sparsity=0.75, rewind_steps=(0, 2), seed=0)
+    assert [r["variant"] for r in records] == ["dense", "ticket (rewound to step 0)", "ticket (rewound to step 2)",
+                                               "same mask, random re-init"]
+    ticket, late, control = seen["models"][1], seen["models"][2], seen["models"][3]
+    assert torch.equal(ticket.a.weight_mask, late.a.weight_mask)
+    assert not torch.equal(records[1]["a_orig"], records[2]["a_orig"])  # trained on from different snapshots
     assert torch.equal(ticket.a.weight_mask, control.a.weight_mask)
     assert sparsity_report(ticket).prunable_sparsity == pytest.approx(0.75)
     # the control starts from another initialisation than the ticket

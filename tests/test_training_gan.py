@@ -234,6 +234,7 @@ def test_mle_training_lowers_perplexity_and_evaluation_reports_everything():
     assert after < before / 2
     metrics = evaluate_generator(model, data, 20)
     assert set(metrics) == {"bleu2", "bleu3", "bleu4", "self_bleu2", "self_bleu3", "self_bleu4", "distinct1",
+                            "perplexity_low", "perplexity_high", "loss_se",
                             "distinct2", "mean_words", "perplexity"}
     assert metrics["bleu2"] > 0.5  # the toy language is easy
     with pytest.raises(ValueError, match="steps"):
@@ -309,16 +310,35 @@ def test_masks_of_one_are_the_plain_model_and_get_gradients():
         UnitMaskedLM(nn.Linear(2, 2))
 
 
-def test_l1_penalty_drives_masks_down_on_a_toy_problem():
+def test_mask_phase_runs_until_the_target_share_is_exactly_zero_and_searches_the_penalty():
     data = toy_data()
     dense = toy_lm(len(data.vocab))
     train_steps(dense, data, 60, lr=1e-2, batch_size=16, progress=False)
     torch.manual_seed(0)
-    weak = prune_generator(dense, data, "masks+kd", 0.5, steps=1, mask_steps=80, progress=False, l1=0.0)
-    strong = prune_generator(dense, data, "masks+kd", 0.5, steps=1, mask_steps=80, progress=False, l1=1.5,
+    result = prune_generator(dense, data, "masks+kd", 0.5, steps=200, mask_steps=150, progress=False,
+                             l1=[0.3, 3.0], mask_lr=0.05, eval_every=10)
+    assert set(result.l1_search) == {0.3, 3.0}
+    assert result.l1 == min(result.l1_search, key=result.l1_search.get)  # chosen on validation perplexity
+    masks = result.masks
+    assert all(int(m.eq(0).sum()) >= 5 for m in masks) or result.mask_steps == 150  # target reached, or the cap
+    assert result.mask_steps + result.recover_steps == 200  # every method gets the same budget
+    strong = prune_generator(dense, data, "masks+kd", 0.5, steps=200, mask_steps=150, progress=False, l1=3.0,
                              mask_lr=0.05)
-    assert torch.cat(strong.masks).mean() < 0.5 * torch.cat(weak.masks).mean()
-    assert strong.masks_at_zero > 0.25 and weak.masks_at_zero == 0.0
+    assert strong.masks_at_zero >= 0.5 and strong.mask_steps < 150  # stopped as soon as half the masks were 0
+    assert [layer.hidden_size for layer in strong.model.rnn.layers] == [5, 5]
+
+
+def test_recovery_keeps_the_weights_validation_prefers():
+    data = toy_data()
+    dense = toy_lm(len(data.vocab))
+    history = train_steps(dense, data, 30, lr=5e-2, batch_size=16, eval_every=5, restore_best=True, progress=False)
+    best = history.val_perplexity.index(min(history.val_perplexity))
+    assert history.best_step == history.eval_steps[best]
+    assert sentence_perplexity(dense, data, "validation")["perplexity"] == pytest.approx(min(history.val_perplexity))
+    with pytest.raises(ValueError, match="restore_best needs eval_every"):
+        train_steps(dense, data, 3, restore_best=True, progress=False)
+    stopped = train_steps(dense, data, 30, lr=1e-3, until=lambda: True, progress=False)
+    assert stopped.steps == 1
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -327,11 +347,12 @@ def test_prune_generator_removes_the_asked_share_and_keeps_dense(method):
     dense = toy_lm(len(data.vocab))
     before = copy.deepcopy(dense.state_dict())
     torch.manual_seed(0)
-    result = prune_generator(dense, data, method, 0.5, steps=3, mask_steps=3, progress=False)
+    result = prune_generator(dense, data, method, 0.5, steps=6, mask_steps=3, progress=False, l1=0.5, eval_every=2)
     assert [layer.hidden_size for layer in result.model.rnn.layers] == [5, 5]
     assert all(torch.equal(before[k], v) for k, v in dense.state_dict().items())
     assert math.isfinite(sentence_perplexity(result.model, data)["perplexity"])
     assert (result.masks is not None) == method.startswith("masks")
+    assert result.mask_steps + result.recover_steps == 6 and result.best_step in range(0, 7)
 
 
 def test_prune_generator_rejects_bad_arguments():
@@ -341,12 +362,17 @@ def test_prune_generator_rejects_bad_arguments():
         prune_generator(dense, data, "gan", 0.5, steps=1)
     with pytest.raises(ValueError, match="mask_steps"):
         prune_generator(dense, data, "masks+kd", 0.5, steps=1)
+    with pytest.raises(ValueError, match="mask_steps"):
+        prune_generator(dense, data, "masks+kd", 0.5, steps=3, mask_steps=3)  # no budget left to recover
     with pytest.raises(ValueError, match="unknown setting"):
         prune_generator(dense, data, "l2+mle", 0.5, steps=1, learning_rate=1)
     with pytest.raises(ValueError, match="sparsity"):
         prune_generator(dense, data, "l2+mle", 1.0, steps=1)
-    with pytest.raises(ValueError, match="l1"):
-        prune_generator(dense, data, "masks+kd", 0.5, steps=1, mask_steps=1, l1=-1.0)
+    for l1 in (-1.0, 0.0, [], [0.5, -2.0], True):
+        with pytest.raises(ValueError, match="l1"):
+            prune_generator(dense, data, "masks+kd", 0.5, steps=2, mask_steps=1, l1=l1)
+    with pytest.raises(ValueError, match="steps"):
+        prune_generator(dense, data, "l2+mle", 0.5, steps=0)
     with pytest.raises(ValueError, match="max_grad_norm"):
         train_steps(dense, data, 1, max_grad_norm=-1.0)
     with pytest.raises(ValueError, match="split"):
@@ -360,7 +386,7 @@ def test_output_adversary_pushes_the_student_towards_the_teacher():
     student = remove_hidden_units(teacher, {0: [0, 1, 2], 1: [3, 4, 5]})
     torch.manual_seed(0)
     d = Discriminator(len(data.vocab), embed_dim=8, channels=4, dropout=0.0, pad_id=data.vocab.pad_id)
-    objective = OutputAdversary(teacher, d, adv_weight=1.0, mle_weight=0.0)
+    objective = OutputAdversary(teacher, d, adv_weight=1.0, kd_weight=0.0)
     batch = data.batch(data.ids["train"][:16])
     teacher.zero_grad(set_to_none=True)
     loss = objective(student, batch)
@@ -373,6 +399,11 @@ def test_output_adversary_pushes_the_student_towards_the_teacher():
     assert set(history.extra) == {"d_loss", "d_real", "d_fake"}
     with pytest.raises(ValueError, match="adv_weight"):
         OutputAdversary(teacher, d, adv_weight=0.0)
+    # GAL's teacher-matching term needs no labels: the loss is the same whatever the targets say
+    matching = OutputAdversary(teacher, copy.deepcopy(d), adv_weight=1e-9, kd_weight=1.0)
+    shuffled = {**batch, "targets": batch["targets"].masked_fill(batch["targets"] != IGNORE, 3)}
+    assert matching(student, batch).item() == pytest.approx(
+        OutputAdversary(teacher, copy.deepcopy(d), adv_weight=1e-9, kd_weight=1.0)(student, shuffled).item(), rel=1e-4)
 
 
 def test_check_distinct_n_accepts_a_solution_and_rejects_a_wrong_one(capsys):

@@ -12,7 +12,7 @@ from nlpprune_lessons.evaluate import evaluate_language_model
 from nlpprune_lessons.losses import classification_loss, default_loss, lm_loss
 from nlpprune_lessons.models import RNNClassifier, RNNLanguageModel
 from nlpprune_lessons.text.batching import make_loader
-from nlpprune_lessons.text.streams import batchify, bptt_batches
+from nlpprune_lessons.text.streams import batchify, bptt_batches, spread_stream
 from nlpprune_lessons.training.loop import History, train_classifier, train_language_model
 
 VOCAB = 10
@@ -136,6 +136,30 @@ def test_evaluate_language_model_is_token_weighted_with_state_carried():
         logits, _ = model(rows[:, :-1])
     full = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), rows[:, 1:].reshape(-1)).item()
     assert result["loss"] == pytest.approx(full, rel=1e-5)
+
+
+def test_evaluate_language_model_gives_a_bootstrap_interval_around_the_perplexity():
+    model = _tiny_lm(seed=3, num_layers=2, hidden_size=16)
+    ids = torch.randint(0, VOCAB, (400,), generator=torch.Generator().manual_seed(0))
+    result = evaluate_language_model(model, ids, batch_size=4, bptt=5)
+    assert result["perplexity_low"] < result["perplexity"] < result["perplexity_high"]
+    assert result["loss_se"] > 0
+    assert evaluate_language_model(model, ids, batch_size=4, bptt=5) == result  # seeded resampling
+
+
+def test_spread_stream_reads_every_part_of_the_stream():
+    ids = torch.arange(1000)
+    subset = spread_stream(ids, 100, pieces=4)
+    assert subset.numel() == 100
+    rows = batchify(subset, 4)
+    assert rows[:, 0].tolist() == [0, 325, 650, 975]  # evenly spaced runs, the last ending at the stream's end
+    assert all(torch.equal(r, torch.arange(int(r[0]), int(r[0]) + 25)) for r in rows)  # each run contiguous
+    longer = spread_stream(ids, 2500, pieces=4)  # more than the stream: the whole, twice, then a spread remainder
+    assert longer.numel() == 2500 and torch.equal(longer[:1000], ids) and torch.equal(longer[1000:2000], ids)
+    with pytest.raises(ValueError, match="tokens must be an int"):
+        spread_stream(ids, 0)
+    with pytest.raises(ValueError, match="cannot be cut into"):
+        spread_stream(torch.arange(3), 2, pieces=4)
 
 
 def test_evaluate_language_model_uses_eval_mode_and_restores_it():

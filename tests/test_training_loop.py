@@ -147,6 +147,7 @@ def test_training_learns_separable_toy_data():
     result = evaluate_classifier(model, val)
     assert result["accuracy"] == 1.0
     assert result["f1"] == 1.0
+    assert result["n"] == 60 and result["accuracy_se"] == 0.0  # sqrt(p (1 - p) / n) at p = 1
     assert result["loss"] == pytest.approx(history.val_loss[history.best_epoch], rel=1e-5)
     # the model uses the informative tokens: 5 pushes to class 1, 6 to class 0
     W = model.token_weights.weight.detach()

@@ -176,26 +176,33 @@ RESULTS_PAGES: dict[str, ResultsPage] = {
         "parameters, epochs, test accuracy and F1 against the majority class, test perplexity against a "
         "unigram model. The notebook writes these numbers itself: `nlpprune run 02 --full`."),
     "03_unstructured_pruning": ResultsPage(
-        "Lesson 03: unstructured pruning", ("03_unstructured_pruning.json", "rnn_unstructured.json"),
-        "Lesson 02's classifier and language model pruned by magnitude, random and Taylor scores, one-shot, "
-        "iterative and gradual, with and without fine-tuning: accuracy, perplexity and sparsity (of the "
-        "prunable weights and of all parameters), the lottery ticket, and masked vs dense latency. The "
-        "notebook writes the first file (`nlpprune run 03 --full`); `python benchmarks/rnn_unstructured.py` "
-        "writes the second, with dense controls trained as long, train accuracy and accuracy on perturbed "
-        "reviews, and the course's targets."),
+        "Lesson 03: unstructured pruning", ("rnn_unstructured.json",),
+        "Lesson 02's classifier and language model pruned by magnitude (global and layer-wise), random and "
+        "Taylor scores, one-shot, iterative and gradual, at budgets counted in fine-tuning rounds and against "
+        "dense controls fine-tuned as long: validation and test accuracy or perplexity with their noise (standard "
+        "error, bootstrap interval), sparsity of the prunable weights and of all parameters, train accuracy and "
+        "accuracy on perturbed reviews, L1 with its strength chosen on validation against the same round "
+        "without the penalty, the lottery ticket rewound to initialisation and late, the verdicts (a difference "
+        "under two standard errors is a tie) and the course's targets. The classifier's schedule comparison has "
+        "three seeds. `python benchmarks/rnn_unstructured.py` reproduces it; the notebook prints its readings "
+        "beside its own."),
     "04_structured_pruning_rnn": ResultsPage(
         "Lesson 04: structured pruning of RNNs", ("rnn_structured.json",),
-        "Hidden units removed from lesson 02's LSTM classifier and language model by weight norm, "
-        "activation and Taylor score, with fine-tuning after each step: accuracy or perplexity, parameters, "
-        "file size, the FLOP ratio and the measured latency of the recurrent part, and the course's targets. "
-        "`python benchmarks/rnn_structured.py` reproduces it."),
+        "Hidden units removed from lesson 02's LSTM classifier and language model by weight norm, activation and "
+        "Taylor score, with a fine-tuning round after each step (three seeds for the classifier), against a dense "
+        "control fine-tuned as many rounds and a small dense model of the cut size trained from scratch with the "
+        "same budget: validation and test accuracy or perplexity with their noise, parameters, file size, the FLOP "
+        "ratio and the measured latency of the recurrent part (median and interquartile range over alternating "
+        "rounds, each shape timed once), and the course's targets. `python benchmarks/rnn_structured.py` "
+        "reproduces it."),
     "05_text_gan_pruning": ResultsPage(
         "Lesson 05: pruning a text GAN", ("text_gan.json",),
-        "The MLE generator, adversarial fine-tuning and sampling temperature, scored on short Gutenberg "
-        "sentences by BLEU, self-BLEU, distinct-n and perplexity; then the generator's hidden units removed by "
-        "weight norm or learned masks and recovered by MLE, distillation or an adversary, against a dense "
-        "control, with size, FLOP ratio and latency, and the course's targets. "
-        "`python benchmarks/text_gan.py` reproduces it."),
+        "The MLE generator, adversarial fine-tuning and the temperature curves (BLEU, self-BLEU, distinct-n and "
+        "perplexity on short Gutenberg sentences); then the generator's hidden units removed by weight norm or by "
+        "GAL's masks driven to exactly zero (penalty chosen on validation), recovered by MLE, teacher matching or "
+        "teacher matching with an adversary, each with the same budget and early stopping on validation, against "
+        "a dense control trained as long: test perplexity with its bootstrap interval, the verdicts, size, FLOP "
+        "ratio, latency and the course's targets. `python benchmarks/text_gan.py` reproduces it."),
     "06_07_sparse_bert": ResultsPage(
         "Lessons 06 and 07: fine-tuned and sparse BERT", ("bert_sparse.json",),
         "MiniLM fine-tuned for sentiment on Rotten Tomatoes, then pruned to several encoder sparsities by "

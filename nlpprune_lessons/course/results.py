@@ -62,3 +62,13 @@ def load_results(path: str | Path) -> dict:
     if missing:
         raise ValueError(f"{path} is not a results file (missing {sorted(missing)})")
     return payload
+
+
+def reference_records(name: str) -> list[dict] | None:
+    """The records of ``results/reference/<name>.json`` (the committed FULL run), or None where the
+    course checkout is absent (an installed package has no reference files)."""
+    root = config.PROJECT_ROOT
+    path = root / "results" / "reference" / f"{name}.json" if root is not None else None
+    if path is None or not path.exists():
+        return None
+    return load_results(path)["records"]

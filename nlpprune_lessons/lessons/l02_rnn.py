@@ -128,25 +128,28 @@ def fit_language_model(model: RNNLanguageModel, data: LanguageModelData, epochs:
 
 
 def classifier_scores(data: SentimentData):
-    """``evaluate(model) -> dict`` for the protocols: validation accuracy (choices are made on it) and
-    test accuracy with its binomial standard error (read once per reported model)."""
+    """``evaluate(model) -> dict`` for the protocols of lessons 03-05: validation accuracy (choices
+    are made on it) and test accuracy (read once per reported model), each with its binomial
+    standard error (``*_se``)."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:
+        val = evaluate_classifier(model, data.loaders["validation"])
         test = evaluate_classifier(model, data.loaders["test"])
-        return {"val_accuracy": evaluate_classifier(model, data.loaders["validation"])["accuracy"],
+        return {"val_accuracy": val["accuracy"], "val_accuracy_se": val["accuracy_se"],
                 "accuracy": test["accuracy"], "accuracy_se": test["accuracy_se"]}
 
     return evaluate
 
 
 def language_model_scores(data: LanguageModelData):
-    """As :func:`classifier_scores`: validation perplexity, and test perplexity with its bootstrap
-    interval and the standard error of its log (``loss_se``)."""
+    """As :func:`classifier_scores`: validation and test perplexity, each with its bootstrap 95%
+    interval (``*_low`` / ``*_high``) and the standard error of its log (``loss_se``)."""
+    keys = ("perplexity", "perplexity_low", "perplexity_high", "loss_se")
 
     def evaluate(model: nn.Module) -> dict[str, float]:
+        val = evaluate_language_model(model, data.ids["validation"])
         test = evaluate_language_model(model, data.ids["test"])
-        return {"val_perplexity": evaluate_language_model(model, data.ids["validation"])["perplexity"],
-                **{k: test[k] for k in ("perplexity", "perplexity_low", "perplexity_high", "loss_se")}}
+        return {**{f"val_{k}": val[k] for k in keys}, **{k: test[k] for k in keys}}
 
     return evaluate
 

@@ -3,10 +3,16 @@ gradual-pruning trainers (cubic schedule) and the robustness probe (typos and dr
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+from matplotlib.axes import Axes
 from torch import nn
 
 from nlpprune_lessons.core import config
 from nlpprune_lessons.evaluate import evaluate_classifier
+from nlpprune_lessons.metrics import compare_scores
 from nlpprune_lessons.lessons.l02_rnn import (
     LM_RECIPE,
     LanguageModelData,
@@ -127,3 +133,40 @@ def language_model_trainer(data: LanguageModelData, rounds: int) -> tuple[Train,
 
     r = LM_RECIPE
     return train, num_bptt_windows(batchify(budget.ids["train"], r["batch_size"]), r["bptt"])
+
+
+# --------------------------------------------------------------------------- reading the results
+#: The headline number of each of lesson 02's models.
+METRIC = {"classifier": "accuracy", "language model": "perplexity"}
+
+
+def plot_with_noise(ax: Axes, frame: pd.DataFrame, metric: str, prefix: str = "val_", x: str = "sparsity",
+                    **style) -> None:
+    """Plot ``prefix + metric`` against ``x`` with error bars: two standard errors of an accuracy, or
+    the bootstrap 95% interval of a perplexity (``_low`` / ``_high``)."""
+    rows = frame.sort_values(x)
+    y = rows[prefix + metric]
+    if metric == "accuracy":
+        spread = 2 * rows[prefix + "accuracy_se"]
+        error = [spread, spread]
+    elif metric == "perplexity":
+        error = [y - rows[prefix + "perplexity_low"], rows[prefix + "perplexity_high"] - y]
+    else:
+        raise ValueError(f"metric must be 'accuracy' or 'perplexity', got {metric!r}")
+    ax.errorbar(rows[x], y, yerr=error, marker=style.pop("marker", "o"), capsize=3, **style)
+
+
+def verdict_line(model: str, label_a: str, a: Mapping[str, float], label_b: str, b: Mapping[str, float],
+                 prefix: str = "val_") -> str:
+    """One sentence comparing two measured models of ``model`` (``"classifier"`` or ``"language model"``)
+    on ``prefix + metric``: both values, the difference in standard errors, and the verdict for ``a``."""
+    if model not in METRIC:
+        raise ValueError(f"model must be one of {list(METRIC)}, got {model!r}")
+    metric = METRIC[model]
+    c = compare_scores(a, b, metric, prefix)
+    split = "validation" if prefix == "val_" else "test"
+    ses = c["difference"] / c["se"] if c["se"] else math.inf
+    word = {"win": "better than", "loss": "worse than", "tie": "a tie with"}[c["verdict"]]
+    digits = 3 if metric == "accuracy" else 1
+    return (f"{model}: {label_a} {a[prefix + metric]:.{digits}f} vs {label_b} {b[prefix + metric]:.{digits}f} "
+            f"({split} {metric}; {ses:+.1f} standard errors): {label_a} is {word} {label_b}")

@@ -31,10 +31,11 @@ from nlpprune_lessons.training.gan import mle_fine_tune_steps, train_steps
 GAN_RECIPE = dict(max_len=20, min_words=3, batch_size=64, mle_lr=1e-3, mle_epochs_fast=3, mle_epochs_full=1)
 
 #: Steps and sample counts of lesson 05 by mode: discriminator pre-training, adversarial fine-tuning
-#: (generator lr ``adv_lr``), the pruning comparison (mask learning, then recovery) and the samples
-#: that BLEU / self-BLEU are computed on.
-GAN_STEPS = dict(fast=dict(d_steps=30, adv_steps=24, mask_steps=24, recover_steps=12, samples=100),
-                 full=dict(d_steps=200, adv_steps=200, mask_steps=150, recover_steps=150, samples=300))
+#: (generator lr ``adv_lr``), the pruning comparison (``prune_steps``: every method's training budget,
+#: of which at most ``mask_steps`` learn masks; validation every ``eval_every`` steps for early
+#: stopping) and the samples that BLEU / self-BLEU are computed on.
+GAN_STEPS = dict(fast=dict(d_steps=30, adv_steps=24, mask_steps=24, prune_steps=36, eval_every=6, samples=100),
+                 full=dict(d_steps=200, adv_steps=200, mask_steps=150, prune_steps=300, eval_every=20, samples=300))
 GAN_TRAINING = dict(adv_lr=1e-4, d_lr=1e-3, adv_weight=1.0, mle_weight=1.0, tau=1.0, prune_lr=5e-4)
 
 
@@ -85,29 +86,33 @@ def compare_generator_pruning(dense: nn.Module, data: SentenceData, sparsities: 
                               methods: Sequence[str] = METHODS, *, steps: int, mask_steps: int, n_samples: int,
                               seed: int = 0, latency_repeats: int = 10, progress: bool = True,
                               **settings) -> tuple[list[dict], dict[tuple[str, float], PrunedGenerator]]:
-    """Lesson 05's comparison at equal size: every ``method`` of
+    """Lesson 05's comparison at equal size and equal budget: every ``method`` of
     :func:`~nlpprune_lessons.structured.adversarial.prune_generator` at every sparsity (the share of
-    hidden units removed), plus two dense rows: ``dense`` as given and ``dense+mle``, the dense model trained
-    as many MLE steps as every pruned one (``mask_steps + steps``), so extra training is not credited
-    to pruning.
+    hidden units removed), each trained ``steps`` steps in all (mask methods: at most ``mask_steps`` of
+    them learning masks), plus two dense rows: ``dense`` as given and ``dense+mle``, the dense model
+    trained by MLE with the same budget and the same early stopping on validation, so that extra
+    training is not credited to pruning.
 
-    Each row: method, fraction removed, hidden sizes, :func:`~nlpprune_lessons.evaluate.evaluate_generator`
-    metrics (``n_samples`` samples, seed ``seed``), ``val_perplexity`` (choose methods on it, not on
-    the test perplexity), the share of masks at exactly 0 (mask methods), and
-    :func:`cost_report` of the whole forward pass on sentences of ``data.max_len`` tokens. Returns
-    ``(rows, {(method, fraction): PrunedGenerator})``."""
+    Each row: method, fraction removed, hidden sizes, the budget split (mask / recovery steps, the
+    recovery step validation kept), :func:`~nlpprune_lessons.evaluate.evaluate_generator` metrics
+    (``n_samples`` samples, seed ``seed``) with the test perplexity's bootstrap interval,
+    ``val_perplexity`` (choose methods on it, not on the test perplexity), the masks' share at
+    exactly 0 and the chosen penalty (mask methods), and :func:`cost_report` of the whole forward pass
+    on sentences of ``data.max_len`` tokens. Returns ``(rows, {(method, fraction): PrunedGenerator})``."""
     values = list(sparsities)
     if not values or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0 for f in values):
         raise ValueError(f"sparsities must be a non-empty list of numbers in (0, 1), got {sparsities!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty list from {', '.join(METHODS)}; unknown: {unknown}")
+    s = PRUNE_DEFAULTS | settings
     config.set_seed(seed)
     control = copy.deepcopy(dense)
-    train_steps(control, data, mask_steps + steps, lr=(PRUNE_DEFAULTS | settings)["lr"], seed=seed,
-                progress=progress, desc="dense+mle")
+    history = train_steps(control, data, steps, lr=s["lr"], seed=seed, eval_every=s["eval_every"], restore_best=True,
+                          progress=progress, desc="dense+mle")
     results = {("dense", 0.0): PrunedGenerator("dense", 0.0, dense),
-               ("dense+mle", 0.0): PrunedGenerator("dense+mle", 0.0, control.eval())}
+               ("dense+mle", 0.0): PrunedGenerator("dense+mle", 0.0, control.eval(), {"recover": history},
+                                                   recover_steps=steps, best_step=history.best_step)}
     runs = [(m, f) for f in sorted(values) for m in methods]
     for method, fraction in tqdm(runs, desc="methods", disable=not progress, leave=False):
         config.set_seed(seed)
@@ -117,7 +122,9 @@ def compare_generator_pruning(dense: nn.Module, data: SentenceData, sparsities: 
     for (method, fraction), result in results.items():
         cost = cost_report(result.model, dense, seq_len=data.max_len, repeats=latency_repeats, part="model")
         rows.append({"method": method, "fraction_removed": fraction, "hidden_sizes": hidden_sizes(result.model),
+                     "mask_steps": result.mask_steps, "recover_steps": result.recover_steps, "best_step": result.best_step,
                      **evaluate_generator(result.model, data, n_samples, seed=seed),
                      "val_perplexity": sentence_perplexity(result.model, data, "validation")["perplexity"],
-                     "masks_at_zero": result.masks_at_zero, **cost})
+                     "masks_at_zero": result.masks_at_zero, "l1": result.l1,
+                     "l1_search": {str(k): v for k, v in result.l1_search.items()} or None, **cost})
     return rows, results

@@ -186,17 +186,21 @@ def lottery_ticket(build: Callable[[int], nn.Module], train: Callable[[nn.Module
     records = [_record(dense, evaluate(dense), variant="dense", sparsity=0.0)]
     prune(dense, sparsity)  # the mask of the trained model
     masks = {name: buf.clone() for name, buf in dense.named_buffers() if name.endswith("_mask")}
+
+    def with_the_mask(model: nn.Module) -> nn.Module:
+        prune(model, sparsity)  # creates the mask buffers; overwritten by the trained model's mask
+        for name, buf in model.named_buffers():
+            if name in masks:
+                buf.copy_(masks[name])
+        return model
+
     for step in steps:
-        ticket = copy.deepcopy(dense)
+        ticket = with_the_mask(build(seed))  # a pruned model cannot be deep-copied: rebuild, mask, rewind
         rewind(ticket, snapshots[step])
         train(ticket, lambda _: None)
         records.append(_record(ticket, evaluate(ticket), variant=f"ticket (rewound to step {step})",
                                sparsity=sparsity, rewind_step=step))
-    control = build(seed + 1)
-    prune(control, sparsity)  # creates the mask buffers; overwritten below by the ticket's mask
-    for name, buf in control.named_buffers():
-        if name in masks:
-            buf.copy_(masks[name])
+    control = with_the_mask(build(seed + 1))
     train(control, lambda _: None)
     records.append(_record(control, evaluate(control), variant="same mask, random re-init", sparsity=sparsity))
     return records

@@ -3,10 +3,14 @@
 Adapted from generative adversarial learning for structured pruning (GAL; Lin et al., CVPR 2019):
 a soft mask ``m_j >= 0`` scales every use of hidden unit ``j``'s output (its recurrent column, the
 next layer's input column or the decoder's column); an L1 penalty, applied as a proximal step
-(soft-thresholding, as GAL's FISTA does, here after Adam steps), drives masks to exactly 0. The masked generator learns
-to stay indistinguishable from the dense one, either against a discriminator on their output
-distributions (:class:`OutputAdversary`, GAL's adversarial term) or by distillation (the
-non-adversarial counterpart). Units with low masks are then removed physically with
+(soft-thresholding, as GAL's FISTA does, here after Adam steps), drives masks to exactly 0. GAL fixes
+the penalty and takes the sparsity it gives; to compare methods at equal size, the penalty here rises
+linearly during the mask phase, and the phase ends as soon as the target share of every layer's
+masks *is* exactly 0, so the units cut are the ones the penalty switched off first, not the lowest of
+masks still near 1. How fast it rises is GAL's hyperparameter, chosen on validation. The masked generator learns to match the dense one without labels:
+GAL's teacher-matching term (here the KL divergence to the dense model's next-token distribution),
+alone or with GAL's adversarial term, a discriminator telling the two output distributions apart
+(:class:`OutputAdversary`). Units with zero masks are then removed physically with
 :func:`~nlpprune_lessons.structured.rnn.remove_hidden_units`; the other masks are folded into the
 weights, so the slim model computes what the masked one did.
 
@@ -24,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from nlpprune_lessons.losses import lm_loss
+from nlpprune_lessons.losses import distillation_loss, lm_loss
 from nlpprune_lessons.models.gan import Discriminator
 from nlpprune_lessons.models.rnn import RNNLanguageModel
 from nlpprune_lessons.structured.rnn import (
@@ -36,9 +40,10 @@ from nlpprune_lessons.structured.rnn import (
     units_to_remove,
 )
 from nlpprune_lessons.text.sentences import IGNORE, SentenceData
+from nlpprune_lessons.evaluate import sentence_perplexity
 from nlpprune_lessons.training.gan import StepHistory, distillation_objective, train_steps
 
-METHODS = ("l2+mle", "l2+kd", "masks+kd", "masks+adversarial")
+METHODS = ("l2+mle", "l2+kd", "masks+kd", "masks+kd+adversary")
 
 
 # --------------------------------------------------------------------------- masks
@@ -123,26 +128,26 @@ def fold_unit_masks(masked: UnitMaskedLM, units: Mapping[int, Sequence[int]] | N
 
 # --------------------------------------------------------------------------- objectives
 class OutputAdversary:
-    """GAL's objective for the masked generator (an :data:`~nlpprune_lessons.training.gan.Objective`):
-
-    on each real batch, the dense ``teacher``'s next-token distributions are "real", the masked
-    model's "fake". ``discriminator`` (reading distributions; padded positions zeroed) takes one
-    step to tell them apart; the model then minimises ``adv_weight * -log D(fake) + mle_weight *
-    cross-entropy on the real next tokens`` (the data term)."""
+    """GAL's objective for the masked generator (an :data:`~nlpprune_lessons.training.gan.Objective`),
+    label-free: on each real batch, the dense ``teacher``'s next-token distributions are "real", the
+    masked model's "fake". ``discriminator`` (reading distributions; padded positions zeroed) takes one
+    step to tell them apart; the model then minimises ``adv_weight * -log D(fake) + kd_weight *
+    KL(teacher || model)`` (GAL's adversarial and teacher-matching terms; no real next tokens used)."""
 
     def __init__(self, teacher: nn.Module, discriminator: Discriminator, *, adv_weight: float = 1.0,
-                 mle_weight: float = 1.0, d_lr: float = 1e-3):
-        if adv_weight <= 0 or mle_weight < 0:
-            raise ValueError(f"need adv_weight > 0 and mle_weight >= 0, got {adv_weight} and {mle_weight}")
+                 kd_weight: float = 1.0, d_lr: float = 1e-3):
+        if adv_weight <= 0 or kd_weight < 0:
+            raise ValueError(f"need adv_weight > 0 and kd_weight >= 0, got {adv_weight} and {kd_weight}")
         self.teacher, self.discriminator = teacher.eval(), discriminator
-        self.adv_weight, self.mle_weight = adv_weight, mle_weight
+        self.adv_weight, self.kd_weight = adv_weight, kd_weight
         self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=d_lr)
         self.log: dict[str, float] = {}
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         keep = (batch["targets"] != IGNORE).unsqueeze(-1)
         with torch.no_grad():
-            real = F.softmax(self.teacher(batch["input_ids"])[0], dim=-1) * keep
+            teacher_logits = self.teacher(batch["input_ids"])[0]
+            real = F.softmax(teacher_logits, dim=-1) * keep
         logits, _ = model(batch["input_ids"])
         fake = F.softmax(logits, dim=-1) * keep
         d = self.discriminator.train()
@@ -157,23 +162,30 @@ class OutputAdversary:
         self.log = {"d_loss": d_loss.item(), "d_real": torch.sigmoid(d_real).mean().item(),
                     "d_fake": torch.sigmoid(d_fake).mean().item()}
         loss = self.adv_weight * adv
-        if self.mle_weight:
-            loss = loss + self.mle_weight * lm_loss(model, batch)
+        if self.kd_weight:
+            loss = loss + self.kd_weight * distillation_loss(logits, teacher_logits, batch["targets"], weight=1.0,
+                                                             ignore_index=IGNORE)
         return loss
 
 
 # --------------------------------------------------------------------------- end to end
-#: Defaults of :func:`prune_generator`. Weights: Adam at ``lr``. Masks: Adam steps of about
-#: ``mask_lr`` each, then the proximal L1 step ``mask_lr * l1``: ``l1`` is the share of a full step
-#: the penalty takes back, so a mask whose loss gradient points up less consistently than ``l1``
-#: drifts to 0 (with plain gradient steps the penalty swamps the tiny mask gradients uniformly).
-#: Distillation: weight 1 (pure KL at temperature 1). Adversary: its loss and MLE weighted 1:1.
-PRUNE_DEFAULTS = dict(lr=1e-3, mask_lr=0.02, l1=0.5, kd_weight=1.0, adv_weight=1.0, mle_weight=1.0, d_lr=1e-3)
+#: Defaults of :func:`prune_generator`. Weights: Adam at ``lr``. Masks: steps of exactly ``mask_lr``
+#: along the sign of a momentum average of their gradient, then the proximal L1 step ``mask_lr * penalty``, where the penalty rises linearly
+#: from 0 at the first mask step to ``l1`` at the step cap: it is the share of a full step the penalty
+#: takes back, so a mask whose loss gradient points up less consistently than the penalty drifts to
+#: 0, and past 1 every mask does (with plain gradient steps the penalty would swamp the tiny mask
+#: gradients uniformly). ``l1`` may be a list: each value is tried and the one whose cut model has the
+#: lowest validation perplexity is kept (GAL's search of its penalty). Teacher matching (KD): pure KL
+#: at temperature 1. Adversary: its loss and KD weighted 1:1.
+PRUNE_DEFAULTS = dict(lr=1e-3, mask_lr=0.02, l1=(1.5, 3.0), kd_weight=1.0, adv_weight=1.0, d_lr=1e-3,
+                      eval_every=10)
 
 
 @dataclass
 class PrunedGenerator:
-    """One method's result: the slim model, its training curves and (mask methods) the learned masks."""
+    """One method's result: the slim model, its training curves and (mask methods) the learned masks.
+    ``mask_steps`` + ``recover_steps`` is the method's training budget; ``best_step`` the recovery step
+    (0 = right after the cut) whose weights validation perplexity chose."""
 
     method: str
     fraction: float
@@ -181,6 +193,11 @@ class PrunedGenerator:
     histories: dict[str, StepHistory] = field(default_factory=dict)
     masks: list[torch.Tensor] | None = None
     masks_at_zero: float | None = None  # share of all units whose mask the penalty drove to exactly 0
+    mask_steps: int = 0
+    recover_steps: int = 0
+    best_step: int | None = None
+    l1: float | None = None
+    l1_search: dict[float, float] = field(default_factory=dict)  # penalty -> validation perplexity of the cut model
 
 
 def _objective(method: str, dense: nn.Module, data: SentenceData, settings: dict):
@@ -189,62 +206,108 @@ def _objective(method: str, dense: nn.Module, data: SentenceData, settings: dict
     if method.endswith("+kd"):
         return distillation_objective(dense, weight=settings["kd_weight"])
     adversary = Discriminator(len(data.vocab), pad_id=data.vocab.pad_id).to(dense.decoder.weight.device)
-    return OutputAdversary(dense, adversary, adv_weight=settings["adv_weight"], mle_weight=settings["mle_weight"],
+    return OutputAdversary(dense, adversary, adv_weight=settings["adv_weight"], kd_weight=settings["kd_weight"],
                            d_lr=settings["d_lr"])
 
 
-def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, sparsity: float, *, steps: int,
-                    mask_steps: int = 0, seed: int = 0, eval_every: int | None = None, progress: bool = True,
-                    **settings) -> PrunedGenerator:
-    """Remove ``sparsity`` of every layer's hidden units of ``dense`` (left unchanged) by ``method``:
-
-    - ``"l2+mle"`` / ``"l2+kd"``: remove the units with the smallest weight norms, then train
-      ``mask_steps + steps`` steps by MLE / by distillation from ``dense``;
-    - ``"masks+kd"`` / ``"masks+adversarial"``: learn unit masks for ``mask_steps`` steps (L1 proximal
-      penalty; distillation, or GAL's adversary + MLE), remove the units with the lowest masks, fold
-      the others into the weights, then train ``steps`` steps with the same objective.
-
-    Every method thus gets the same number of training steps. The weights train with the masks (as in
-    GAL), so a unit can shrink its mask while its outgoing columns grow; units are ranked by mask alone. ``settings`` override
-    :data:`PRUNE_DEFAULTS`. Seeded by ``seed`` (the global RNG is the caller's: seed it first for dropout)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < sparsity < 1.0:
-        raise ValueError(f"sparsity must be a number in (0, 1) (the share of units to remove), got {sparsity!r}")
+def _check_settings(settings: dict) -> dict:
     unknown = set(settings) - set(PRUNE_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; allowed: {', '.join(PRUNE_DEFAULTS)}")
     s = PRUNE_DEFAULTS | settings
+    penalties = list(s["l1"]) if isinstance(s["l1"], (list, tuple)) else [s["l1"]]
     bad = {k: s[k] for k in ("lr", "mask_lr", "adv_weight", "d_lr") if not s[k] > 0}
-    bad |= {k: s[k] for k in ("l1", "mle_weight") if not s[k] >= 0}
-    bad |= {} if 0.0 <= s["kd_weight"] <= 1.0 else {"kd_weight": s["kd_weight"]}
+    bad |= {} if 0.0 < s["kd_weight"] <= 1.0 else {"kd_weight": s["kd_weight"]}
+    bad |= {} if penalties and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                   for v in penalties) else {"l1": s["l1"]}
+    bad |= {} if isinstance(s["eval_every"], int) and s["eval_every"] >= 1 else {"eval_every": s["eval_every"]}
     if bad:
-        raise ValueError(f"bad setting value(s) {bad}: lr, mask_lr, adv_weight and d_lr must be > 0, l1 and "
-                         "mle_weight >= 0, kd_weight in [0, 1]")
-    if isinstance(mask_steps, bool) or not isinstance(mask_steps, int) or mask_steps < 0:
-        raise ValueError(f"mask_steps must be an int >= 0, got {mask_steps!r}")
-    if method.startswith("masks") and mask_steps == 0:
-        raise ValueError(f"method {method!r} learns masks: mask_steps must be >= 1")
+        raise ValueError(f"bad setting value(s) {bad}: lr, mask_lr, adv_weight and d_lr must be > 0, kd_weight in "
+                         "(0, 1], l1 a number > 0 or a list of them, eval_every an int >= 1")
+    return s | {"l1": penalties}
+
+
+def _zero_share_reached(masked: UnitMaskedLM, sparsity: float) -> bool:
+    return all(int(m.eq(0).sum()) >= round(sparsity * m.numel()) for m in masked.masks)
+
+
+def _learn_masks(dense: RNNLanguageModel, data: SentenceData, objective, sparsity: float, l1: float, max_steps: int,
+                 s: dict, seed: int, progress: bool, desc: str) -> tuple[UnitMaskedLM, StepHistory]:
+    """Masks and weights trained together, the penalty rising from 0 to ``l1`` over ``max_steps``, until
+    ``sparsity`` of every layer's masks is exactly 0 (or ``max_steps``)."""
+    masked = UnitMaskedLM(copy.deepcopy(dense))
+    momentum = [torch.zeros_like(m) for m in masked.masks]
+    step = [0]
+
+    @torch.no_grad()
+    def prox_step() -> None:
+        # a step of exactly mask_lr along the sign of a momentum average of the gradient (bounded, unlike
+        # Adam's, whose lagging second moment lets a fast-growing gradient outrun any penalty), then the
+        # proximal step of the rising penalty
+        for mask, buffer in zip(masked.masks, momentum):
+            buffer.mul_(0.9).add_(mask.grad, alpha=0.1)
+            mask.sub_(s["mask_lr"] * buffer.sign())
+            mask.grad = None
+        step[0] += 1
+        masked.shrink(s["mask_lr"] * l1 * step[0] / max_steps)
+
+    history = train_steps(masked, data, max_steps, objective, lr=s["lr"], seed=seed, progress=progress,
+                          params=masked.weight_parameters(), after_step=prox_step,
+                          until=lambda: _zero_share_reached(masked, sparsity), desc=desc)
+    return masked, history
+
+
+def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, sparsity: float, *, steps: int,
+                    mask_steps: int = 0, seed: int = 0, progress: bool = True, **settings) -> PrunedGenerator:
+    """Remove ``sparsity`` of every layer's hidden units of ``dense`` (left unchanged) by ``method``,
+    within a budget of ``steps`` training steps:
+
+    - ``"l2+mle"`` / ``"l2+kd"``: remove the units with the smallest weight norms, then train ``steps``
+      steps by MLE / by teacher matching (KL to ``dense``, no labels);
+    - ``"masks+kd"`` / ``"masks+kd+adversary"``: learn unit masks with the L1 proximal penalty, rising
+      to ``l1`` at step ``mask_steps`` (teacher matching, or GAL's adversary + teacher matching), until
+      ``sparsity`` of every layer's masks is exactly 0; for each penalty in ``settings["l1"]``, keep the one
+      whose cut model has the lowest validation perplexity; remove the zero-mask units, fold the
+      others into the weights, then train the rest of the budget with the same objective.
+
+    Every recovery is early-stopped on validation perplexity (evaluated every ``eval_every`` steps,
+    the best weights kept). The weights train with the masks (as in GAL), so a unit can shrink its
+    mask while its outgoing columns grow. ``settings`` override :data:`PRUNE_DEFAULTS`. Seeded by
+    ``seed`` (the global RNG is the caller's: seed it first for dropout)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 < sparsity < 1.0:
+        raise ValueError(f"sparsity must be a number in (0, 1) (the share of units to remove), got {sparsity!r}")
+    s = _check_settings(settings)
+    for value, name in ((steps, "steps"), (mask_steps, "mask_steps")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    masks_method = method.startswith("masks")
+    if masks_method and not 1 <= mask_steps < steps:
+        raise ValueError(f"method {method!r} learns masks: need 1 <= mask_steps < steps (the budget), "
+                         f"got mask_steps={mask_steps}, steps={steps}")
+    if steps < 1:
+        raise ValueError(f"steps (the training budget) must be >= 1, got {steps}")
     objective = _objective(method, dense, data, s)
-    train = dict(lr=s["lr"], seed=seed, eval_every=eval_every, progress=progress)
     result = PrunedGenerator(method, sparsity, dense)
-    if method.startswith("l2"):
+    if not masks_method:
         slim = remove_hidden_units(dense, units_to_remove(hidden_unit_importance(dense, "l2"), sparsity))
-        result.histories["recover"] = train_steps(slim, data, mask_steps + steps, objective, desc=method, **train)
     else:
-        masked = UnitMaskedLM(copy.deepcopy(dense))
-        mask_opt = torch.optim.Adam(masked.masks.parameters(), lr=s["mask_lr"])
-
-        def prox_step() -> None:
-            mask_opt.step()
-            mask_opt.zero_grad(set_to_none=True)
-            masked.shrink(s["mask_lr"] * s["l1"])
-
-        result.histories["masks"] = train_steps(masked, data, mask_steps, objective, params=masked.weight_parameters(),
-                                                after_step=prox_step, desc=f"{method} masks", **train)
-        result.masks = masked.mask_values()
+        tried = {}
+        for l1 in s["l1"]:
+            masked, history = _learn_masks(dense, data, objective, sparsity, l1, mask_steps, s, seed, progress,
+                                           f"{method} masks (l1 {l1})")
+            masks = masked.mask_values()
+            cut = fold_unit_masks(masked, units_to_remove(masks, sparsity)).eval()
+            tried[l1] = (sentence_perplexity(cut, data, "validation")["perplexity"], cut, masks, history)
+        result.l1 = min(tried, key=lambda v: tried[v][0])
+        result.l1_search = {l1: t[0] for l1, t in tried.items()}
+        _, slim, result.masks, result.histories["masks"] = tried[result.l1]
         result.masks_at_zero = float(torch.cat(result.masks).eq(0).float().mean())
-        slim = fold_unit_masks(masked, units_to_remove(result.masks, sparsity))
-        result.histories["recover"] = train_steps(slim, data, steps, objective, desc=method, **train)
+        result.mask_steps = result.histories["masks"].steps
+    result.recover_steps = steps - result.mask_steps
+    history = train_steps(slim, data, result.recover_steps, objective, lr=s["lr"], seed=seed, progress=progress,
+                          eval_every=s["eval_every"], restore_best=True, desc=method)
+    result.histories["recover"], result.best_step = history, history.best_step
     result.model = slim.eval()
     return result

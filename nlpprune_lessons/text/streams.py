@@ -26,7 +26,8 @@ def batchify(ids: Sequence[int] | torch.Tensor, batch_size: int) -> torch.Tensor
 
 
 def spread_stream(ids: Sequence[int] | torch.Tensor, tokens: int, pieces: int = 32) -> torch.Tensor:
-    """``tokens`` tokens of a stream taken as ``pieces`` equal runs spread evenly over it (so a subset
+    """``tokens`` tokens (rounded down to a multiple of ``pieces``) of a stream taken as ``pieces`` equal
+    runs spread evenly over it (so a subset
     of a stream that joins several books one after another reads every book, not the first). More
     tokens than the stream holds: the whole stream, repeated, then a spread remainder. Read with
     ``batchify(result, pieces)``, each row is one run."""
@@ -37,7 +38,7 @@ def spread_stream(ids: Sequence[int] | torch.Tensor, tokens: int, pieces: int = 
     if ids.numel() < pieces:
         raise ValueError(f"a stream of {ids.numel()} tokens cannot be cut into {pieces} pieces")
     whole, rest = divmod(tokens, ids.numel())
-    run = rest // pieces
+    run = rest // pieces  # equal runs, so that batchify(result, pieces) gives one run per row
     starts = torch.linspace(0, ids.numel() - run, pieces).long() if run else torch.zeros(0, dtype=torch.long)
     spread = [ids[s : s + run] for s in starts.tolist()]
     return torch.cat([ids] * whole + spread) if whole or spread else ids[:0]

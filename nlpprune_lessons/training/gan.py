@@ -34,17 +34,27 @@ class StepHistory:
     eval_steps: list[int] = field(default_factory=list)
     val_perplexity: list[float] = field(default_factory=list)
     extra: dict[str, list[float]] = field(default_factory=dict)
+    best_step: int | None = None  # with restore_best: the evaluated step whose weights the model holds
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken (fewer than asked when ``until`` stopped the run)."""
+        return len(self.train_loss)
 
 
 def train_steps(model: nn.Module, data: SentenceData, steps: int, loss_fn: Objective = lm_loss, *, lr: float = 1e-3,
                 batch_size: int = 64, seed: int = 0, eval_every: int | None = None,
                 params: Sequence[torch.Tensor] | None = None, after_step: Callable[[], object] | None = None,
+                until: Callable[[], bool] | None = None, restore_best: bool = False,
                 max_grad_norm: float | None = 1.0, progress: bool = True, desc: str = "steps") -> StepHistory:
-    """``steps`` Adam steps on ``loss_fn`` over shuffled training sentences (default: MLE).
+    """At most ``steps`` Adam steps on ``loss_fn`` over shuffled training sentences (default: MLE).
 
     ``params`` restricts the optimiser (default: every trainable parameter of ``model``);
-    ``after_step()`` runs after each step (e.g. a proximal update). The objective's ``log`` dict,
-    if it has one, is copied into ``history.extra`` each step."""
+    ``after_step()`` runs after each step (e.g. a proximal update); ``until()``, checked after each
+    step, ends the run early when it returns True. With ``restore_best`` (needs ``eval_every``) the
+    model ends with the weights of the evaluated step (0 included) of lowest validation perplexity:
+    early stopping, chosen on validation. The objective's ``log`` dict, if it has one, is copied
+    into ``history.extra`` each step."""
     for name, value in (("steps", steps), ("batch_size", batch_size)):
         check_positive_int(value, name)
     if not lr > 0:
@@ -53,14 +63,21 @@ def train_steps(model: nn.Module, data: SentenceData, steps: int, loss_fn: Objec
         raise ValueError(f"eval_every must be None or a positive int, got {eval_every!r}")
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ValueError(f"max_grad_norm must be None (no clipping) or > 0, got {max_grad_norm}")
+    if restore_best and not eval_every:
+        raise ValueError("restore_best needs eval_every: the best step is chosen among the evaluated ones")
     device = next(model.parameters()).device
     trainable = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr)
     history = StepHistory()
+    best: dict[str, object] = {}
+    stopped = [False]
 
     def validate(step: int) -> None:
         history.eval_steps.append(step)
         history.val_perplexity.append(sentence_perplexity(model, data, "validation")["perplexity"])
+        if restore_best and history.val_perplexity[-1] <= min(history.val_perplexity):
+            best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            history.best_step = step
 
     def objective(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         loss = loss_fn(model, batch)
@@ -71,18 +88,26 @@ def train_steps(model: nn.Module, data: SentenceData, steps: int, loss_fn: Objec
             after_step()
         for key, value in getattr(loss_fn, "log", {}).items():
             history.extra.setdefault(key, []).append(value)
-        if eval_every and (step % eval_every == 0 or step == steps):
+        stopped[0] = until is not None and bool(until())
+        if eval_every and (step % eval_every == 0 or step == steps or stopped[0]):
             validate(step)
             model.train()
+
+    def batches():
+        for _ in range(steps):
+            if stopped[0]:
+                return
+            yield data.batch(next(rows))
 
     if eval_every:
         validate(0)
     model.train()
     rows = shuffled_batches(data.ids["train"], batch_size, seed)
-    log = fit_steps(model, (data.batch(next(rows)) for _ in range(steps)), objective, optimizer, device=device,
-                    max_grad_norm=max_grad_norm, clip_params=trainable, after_step=step_done, progress=progress,
-                    desc=desc, total=steps)
+    log = fit_steps(model, batches(), objective, optimizer, device=device, max_grad_norm=max_grad_norm,
+                    clip_params=trainable, after_step=step_done, progress=progress, desc=desc, total=steps)
     history.train_loss.extend(log.losses)
+    if restore_best:
+        model.load_state_dict(best["state"])
     model.eval()
     return history
 
