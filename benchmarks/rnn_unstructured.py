@@ -40,8 +40,8 @@ GRADUAL_SPARSITIES = [0.8, 0.9]
 L1_STRENGTHS = [1e-6, 1e-5, 1e-4]
 SEED = 0
 SCHEDULE_SEEDS = (0, 1, 2)
-MEASURED = ("val_accuracy", "accuracy", "accuracy_se", "val_perplexity", "perplexity", "perplexity_low",
-            "perplexity_high", "loss_se", "train_accuracy", "generalisation_gap", "typos_accuracy",
+MEASURED = ("val_accuracy", "val_accuracy_se", "accuracy", "accuracy_se", "val_perplexity", "val_perplexity_low",
+            "val_perplexity_high", "val_loss_se", "perplexity", "perplexity_low", "perplexity_high", "loss_se", "train_accuracy", "generalisation_gap", "typos_accuracy",
             "dropped_words_accuracy", "rewind_step", "variant")
 
 
