@@ -28,6 +28,18 @@ def token_perplexity(total_nll: float, tokens: int) -> dict[str, float]:
     return {"loss": total_nll / tokens, "perplexity": math.exp(total_nll / tokens)}
 
 
+def _perplexity_with_noise(piece_nll: torch.Tensor, piece_tokens: torch.Tensor) -> dict[str, float]:
+    """:func:`token_perplexity` of pieces (windows, sentences) given their summed losses and token counts,
+    with ``loss_se`` and the 95% interval bootstrapped over the scored pieces (when there are two or more)."""
+    result = token_perplexity(float(piece_nll.sum()), int(piece_tokens.sum()))
+    scored = piece_tokens > 0
+    if int(scored.sum()) >= 2:
+        spread = bootstrap_mean(piece_nll[scored] / piece_tokens[scored], piece_tokens[scored])
+        result |= {"loss_se": spread["se"], "perplexity_low": math.exp(spread["low"]),
+                   "perplexity_high": math.exp(spread["high"])}
+    return result
+
+
 @torch.no_grad()
 def generate(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 40, *, sample: bool = False,
              temperature: float = 0.8, top_k: int = 50, seed: int = 0) -> str:
@@ -129,13 +141,7 @@ def sentence_perplexity(model: nn.Module, data: SentenceData, split: str = "test
     finally:
         model.train(was_training)
     sums, tokens = torch.cat(sentence_nll), torch.cat(sentence_tokens)
-    result = token_perplexity(float(sums.sum()), int(tokens.sum()))
-    scored = tokens > 0
-    if int(scored.sum()) >= 2:
-        spread = bootstrap_mean(sums[scored] / tokens[scored], tokens[scored])
-        result |= {"loss_se": spread["se"], "perplexity_low": math.exp(spread["low"]),
-                   "perplexity_high": math.exp(spread["high"])}
-    return result
+    return _perplexity_with_noise(sums, tokens)
 
 
 def generate_sentences(model: nn.Module, data: SentenceData, n: int, temperature: float = 1.0,
@@ -219,9 +225,4 @@ def evaluate_language_model(
     model.train(was_training)
     sums = torch.cat(piece_nll)
     tokens = torch.tensor([t for t in piece_tokens for _ in range(batch_size)], dtype=torch.float64)
-    result = token_perplexity(float(sums.sum()), int(tokens.sum()))
-    if sums.numel() >= 2:
-        spread = bootstrap_mean(sums / tokens, tokens)
-        result |= {"loss_se": spread["se"], "perplexity_low": math.exp(spread["low"]),
-                   "perplexity_high": math.exp(spread["high"])}
-    return result
+    return _perplexity_with_noise(sums, tokens)
