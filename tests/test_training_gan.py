@@ -316,14 +316,14 @@ def test_mask_phase_runs_until_the_target_share_is_exactly_zero_and_searches_the
     train_steps(dense, data, 60, lr=1e-2, batch_size=16, progress=False)
     torch.manual_seed(0)
     result = prune_generator(dense, data, "masks+kd", 0.5, steps=200, mask_steps=150, progress=False,
-                             l1=[0.3, 3.0], mask_lr=0.05, eval_every=10)
-    assert set(result.l1_search) == {0.3, 3.0}
-    assert result.l1 == min(result.l1_search, key=result.l1_search.get)  # chosen on validation perplexity
-    masks = result.masks
-    assert all(int(m.eq(0).sum()) >= 5 for m in masks) or result.mask_steps == 150  # target reached, or the cap
+                             l1=[0.01, 2.0, 3.0], eval_every=10)
+    assert set(result.l1_search) == {0.01, 2.0, 3.0}
+    # a penalty this weak never switches half the units off: it may not compete, whatever its perplexity
+    assert result.l1 in (2.0, 3.0)
+    assert result.l1 == min((2.0, 3.0), key=result.l1_search.get)  # chosen on validation perplexity
+    assert all(int(m.eq(0).sum()) >= 5 for m in result.masks)  # the target share is exactly 0 before the cut
     assert result.mask_steps + result.recover_steps == 200  # every method gets the same budget
-    strong = prune_generator(dense, data, "masks+kd", 0.5, steps=200, mask_steps=150, progress=False, l1=3.0,
-                             mask_lr=0.05)
+    strong = prune_generator(dense, data, "masks+kd", 0.5, steps=200, mask_steps=150, progress=False, l1=3.0)
     assert strong.masks_at_zero >= 0.5 and strong.mask_steps < 150  # stopped as soon as half the masks were 0
     assert [layer.hidden_size for layer in strong.model.rnn.layers] == [5, 5]
 

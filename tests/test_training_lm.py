@@ -156,7 +156,7 @@ def test_spread_stream_reads_every_part_of_the_stream():
     assert all(torch.equal(r, torch.arange(int(r[0]), int(r[0]) + 25)) for r in rows)  # each run contiguous
     longer = spread_stream(ids, 2500, pieces=4)  # more than the stream: the whole, twice, then a spread remainder
     assert longer.numel() == 2500 and torch.equal(longer[:1000], ids) and torch.equal(longer[1000:2000], ids)
-    with pytest.raises(ValueError, match="tokens must be an int"):
+    with pytest.raises(ValueError, match="tokens must be a positive int"):
         spread_stream(ids, 0)
     with pytest.raises(ValueError, match="cannot be cut into"):
         spread_stream(torch.arange(3), 2, pieces=4)

@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 from torch import nn
 
 from nlpprune_lessons.core import config
+from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.evaluate import evaluate_classifier
 from nlpprune_lessons.metrics import compare_scores
 from nlpprune_lessons.lessons.l02_rnn import (
@@ -69,9 +70,7 @@ FINE_TUNE = dict(lr=1e-3, lm_share=1 / 3)
 
 
 def _check_rounds(rounds: object) -> int:
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1 (fine-tuning rounds of the budget), got {rounds!r}")
-    return rounds
+    return check_positive_int(rounds, "rounds", "fine-tuning rounds of the budget")
 
 
 def fine_tune_classifier(model: RNNClassifier, data: SentimentData) -> None:

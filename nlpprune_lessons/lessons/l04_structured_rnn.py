@@ -7,6 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from nlpprune_lessons.core import config
+from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.core.checkpoints import cached_model
 from nlpprune_lessons.lessons.l02_rnn import (
     CLASSIFIER_RECIPE,
@@ -31,8 +32,7 @@ def small_dense(kind: str, data: SentimentData | LanguageModelData, hidden_size:
     if kind not in ("classifier", "language model"):
         raise ValueError(f"kind must be 'classifier' or 'language model', got {kind!r}")
     for value, name in ((hidden_size, "hidden_size"), (dense_epochs, "dense_epochs"), (rounds, "rounds")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive_int(value, name)
     classifier = kind == "classifier"
     if classifier and not isinstance(data, SentimentData) or not classifier and not isinstance(data, LanguageModelData):
         raise TypeError(f"data for a {kind} must be a {'SentimentData' if classifier else 'LanguageModelData'}")

@@ -169,15 +169,17 @@ class OutputAdversary:
 
 
 # --------------------------------------------------------------------------- end to end
-#: Defaults of :func:`prune_generator`. Weights: Adam at ``lr``. Masks: steps of exactly ``mask_lr``
-#: along the sign of a momentum average of their gradient, then the proximal L1 step ``mask_lr * penalty``, where the penalty rises linearly
-#: from 0 at the first mask step to ``l1`` at the step cap: it is the share of a full step the penalty
-#: takes back, so a mask whose loss gradient points up less consistently than the penalty drifts to
-#: 0, and past 1 every mask does (with plain gradient steps the penalty would swamp the tiny mask
-#: gradients uniformly). ``l1`` may be a list: each value is tried and the one whose cut model has the
-#: lowest validation perplexity is kept (GAL's search of its penalty). Teacher matching (KD): pure KL
-#: at temperature 1. Adversary: its loss and KD weighted 1:1.
-PRUNE_DEFAULTS = dict(lr=1e-3, mask_lr=0.02, l1=(1.5, 3.0), kd_weight=1.0, adv_weight=1.0, d_lr=1e-3,
+#: Defaults of :func:`prune_generator`. Weights: Adam at ``lr``. Masks: proximal gradient steps on a
+#: momentum average of their gradient divided by its layer's mean magnitude, of size
+#: ``mask_travel / mask_steps`` (a mask with its layer's mean gradient could travel ``mask_travel`` over
+#: the phase), then soft-thresholding by the step size times the penalty, which rises linearly from 0 at
+#: the first mask step to ``l1`` at the cap. A unit whose gradient, relative to its layer's, is below the
+#: penalty drifts to 0; with ``mask_travel`` 4 and ``l1`` 2 every unit below about 0.75 of its layer's
+#: mean gradient reaches 0 by the cap. ``l1`` may be a list: each value is tried and, among those that
+#: switched the target share off, the one whose cut model has the lowest validation perplexity is kept
+#: (GAL's search of its penalty). Teacher matching (KD): pure KL at temperature 1. Adversary: its loss
+#: and KD weighted 1:1.
+PRUNE_DEFAULTS = dict(lr=1e-3, mask_travel=4.0, l1=(2.0, 3.0), kd_weight=1.0, adv_weight=1.0, d_lr=1e-3,
                       eval_every=10)
 
 
@@ -216,13 +218,13 @@ def _check_settings(settings: dict) -> dict:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; allowed: {', '.join(PRUNE_DEFAULTS)}")
     s = PRUNE_DEFAULTS | settings
     penalties = list(s["l1"]) if isinstance(s["l1"], (list, tuple)) else [s["l1"]]
-    bad = {k: s[k] for k in ("lr", "mask_lr", "adv_weight", "d_lr") if not s[k] > 0}
+    bad = {k: s[k] for k in ("lr", "mask_travel", "adv_weight", "d_lr") if not s[k] > 0}
     bad |= {} if 0.0 < s["kd_weight"] <= 1.0 else {"kd_weight": s["kd_weight"]}
     bad |= {} if penalties and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
                                    for v in penalties) else {"l1": s["l1"]}
     bad |= {} if isinstance(s["eval_every"], int) and s["eval_every"] >= 1 else {"eval_every": s["eval_every"]}
     if bad:
-        raise ValueError(f"bad setting value(s) {bad}: lr, mask_lr, adv_weight and d_lr must be > 0, kd_weight in "
+        raise ValueError(f"bad setting value(s) {bad}: lr, mask_travel, adv_weight and d_lr must be > 0, kd_weight in "
                          "(0, 1], l1 a number > 0 or a list of them, eval_every an int >= 1")
     return s | {"l1": penalties}
 
@@ -232,29 +234,37 @@ def _zero_share_reached(masked: UnitMaskedLM, sparsity: float) -> bool:
 
 
 def _learn_masks(dense: RNNLanguageModel, data: SentenceData, objective, sparsity: float, l1: float, max_steps: int,
-                 s: dict, seed: int, progress: bool, desc: str) -> tuple[UnitMaskedLM, StepHistory]:
-    """Masks and weights trained together, the penalty rising from 0 to ``l1`` over ``max_steps``, until
-    ``sparsity`` of every layer's masks is exactly 0 (or ``max_steps``)."""
+                 s: dict, seed: int, progress: bool, desc: str
+                 ) -> tuple[UnitMaskedLM, StepHistory, list[torch.Tensor]]:
+    """Masks and weights trained together by proximal gradient steps, the penalty rising from 0 to ``l1``
+    over ``max_steps``, until ``sparsity`` of every layer's masks is exactly 0 (or ``max_steps``).
+    Also returns each unit's removal score: its mask, and below 0 for a mask at 0 that the loss still
+    pushes down (so when one step zeroes more units than the target, the cut takes those first)."""
     masked = UnitMaskedLM(copy.deepcopy(dense))
     momentum = [torch.zeros_like(m) for m in masked.masks]
+    step_size = s["mask_travel"] / max_steps  # a mask with its layer's mean gradient travels mask_travel in all
     step = [0]
 
     @torch.no_grad()
     def prox_step() -> None:
-        # a step of exactly mask_lr along the sign of a momentum average of the gradient (bounded, unlike
-        # Adam's, whose lagging second moment lets a fast-growing gradient outrun any penalty), then the
-        # proximal step of the rising penalty
+        # A gradient step on a momentum average, divided by the layer's mean |average|: the step keeps each
+        # unit's gradient *relative to its layer* (the ranking the cut needs), but not the loss's raw scale,
+        # which changes by orders of magnitude between objectives and as the masks shrink (with raw
+        # gradients one step size cannot suit both; with Adam, whose second moment lags, a fast-growing
+        # gradient outruns any penalty). Then the proximal step of the rising L1 penalty (soft-thresholding).
         for mask, buffer in zip(masked.masks, momentum):
             buffer.mul_(0.9).add_(mask.grad, alpha=0.1)
-            mask.sub_(s["mask_lr"] * buffer.sign())
+            mask.sub_(step_size * buffer / buffer.abs().mean().clamp_min(1e-12))
             mask.grad = None
         step[0] += 1
-        masked.shrink(s["mask_lr"] * l1 * step[0] / max_steps)
+        masked.shrink(step_size * l1 * step[0] / max_steps)
 
     history = train_steps(masked, data, max_steps, objective, lr=s["lr"], seed=seed, progress=progress,
                           params=masked.weight_parameters(), after_step=prox_step,
                           until=lambda: _zero_share_reached(masked, sparsity), desc=desc)
-    return masked, history
+    scores = [torch.where(m.eq(0), -(b / b.abs().mean().clamp_min(1e-12)).clamp_min(0), m).detach().cpu()
+              for m, b in zip(masked.masks, momentum)]
+    return masked, history, scores
 
 
 def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, sparsity: float, *, steps: int,
@@ -266,8 +276,8 @@ def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, sp
       steps by MLE / by teacher matching (KL to ``dense``, no labels);
     - ``"masks+kd"`` / ``"masks+kd+adversary"``: learn unit masks with the L1 proximal penalty, rising
       to ``l1`` at step ``mask_steps`` (teacher matching, or GAL's adversary + teacher matching), until
-      ``sparsity`` of every layer's masks is exactly 0; for each penalty in ``settings["l1"]``, keep the one
-      whose cut model has the lowest validation perplexity; remove the zero-mask units, fold the
+      ``sparsity`` of every layer's masks is exactly 0; of the penalties in ``settings["l1"]`` that got there,
+      keep the one whose cut model has the lowest validation perplexity; remove the zero-mask units, fold the
       others into the weights, then train the rest of the budget with the same objective.
 
     Every recovery is early-stopped on validation perplexity (evaluated every ``eval_every`` steps,
@@ -293,14 +303,18 @@ def prune_generator(dense: RNNLanguageModel, data: SentenceData, method: str, sp
     if not masks_method:
         slim = remove_hidden_units(dense, units_to_remove(hidden_unit_importance(dense, "l2"), sparsity))
     else:
-        tried = {}
+        tried, reached = {}, set()
         for l1 in s["l1"]:
-            masked, history = _learn_masks(dense, data, objective, sparsity, l1, mask_steps, s, seed, progress,
-                                           f"{method} masks (l1 {l1})")
-            masks = masked.mask_values()
-            cut = fold_unit_masks(masked, units_to_remove(masks, sparsity)).eval()
-            tried[l1] = (sentence_perplexity(cut, data, "validation")["perplexity"], cut, masks, history)
-        result.l1 = min(tried, key=lambda v: tried[v][0])
+            masked, history, scores = _learn_masks(dense, data, objective, sparsity, l1, mask_steps, s, seed,
+                                                   progress, f"{method} masks (l1 {l1})")
+            if _zero_share_reached(masked, sparsity):
+                reached.add(l1)
+            cut = fold_unit_masks(masked, units_to_remove(scores, sparsity)).eval()
+            tried[l1] = (sentence_perplexity(cut, data, "validation")["perplexity"], cut, masked.mask_values(),
+                         history)
+        # GAL's penalty sets the sparsity: only penalties that switched the target share off compete
+        # (all of them if none did, and masks_at_zero says so)
+        result.l1 = min(reached or tried, key=lambda v: tried[v][0])
         result.l1_search = {l1: t[0] for l1, t in tried.items()}
         _, slim, result.masks, result.histories["masks"] = tried[result.l1]
         result.masks_at_zero = float(torch.cat(result.masks).eq(0).float().mean())

@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from nlpprune_lessons.core.checks import check_positive_int
+
 
 # --------------------------------------------------------------------------- language-model streams
 def batchify(ids: Sequence[int] | torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -33,8 +35,7 @@ def spread_stream(ids: Sequence[int] | torch.Tensor, tokens: int, pieces: int = 
     ``batchify(result, pieces)``, each row is one run."""
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     for value, name in ((tokens, "tokens"), (pieces, "pieces")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive_int(value, name)
     if ids.numel() < pieces:
         raise ValueError(f"a stream of {ids.numel()} tokens cannot be cut into {pieces} pieces")
     whole, rest = divmod(tokens, ids.numel())
