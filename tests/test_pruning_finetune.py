@@ -16,6 +16,7 @@ from nlpprune_lessons.losses import classifier_logits
 from nlpprune_lessons.models.transformers import encode_for_encoder, load_encoder_classifier
 from nlpprune_lessons.pruning import (
     MovementPruner,
+    SoftMovementPruner,
     default_params,
     finetune,
     param_name,
@@ -293,6 +294,76 @@ def test_movement_keeps_the_weights_training_moves_away_from_zero():
     assert layer.weight[0, 0] != 0 and layer.weight[0, 1] == 0
 
 
+def test_a_pruned_weight_whose_score_rises_re_enters_the_mask():
+    """Hard top-k is recomputed from the scores after every step, and a masked weight's score still
+    gets dL/d(W*M) * W: the weight the task needs, masked at first, comes back and the other goes."""
+    torch.manual_seed(0)
+    layer = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+    pruner = MovementPruner(nn.Sequential(layer), 0.5, start_step=0, end_step=1, params=[(layer, "weight")])
+    with torch.no_grad():
+        pruner.scores[0].copy_(torch.tensor([[0.1, -0.1]]))  # the second weight starts masked
+    optimizer = torch.optim.AdamW([layer.parametrizations.weight.original, *pruner.scores], lr=1e-2, weight_decay=0.0)
+    x = torch.randn(64, 2)
+    y = x @ torch.tensor([0.0, 2.0])  # ... and is the one the target needs
+    kept = []
+    for step in range(1, 81):
+        pruner.step(step)
+        kept.append(pruner.masks[0].mask[0].tolist())
+        optimizer.zero_grad()
+        nn.functional.mse_loss(layer(x).squeeze(1), y).backward()
+        optimizer.step()
+    assert kept[0] == [True, False] and kept[-1] == [False, True]
+
+
+def test_soft_movement_keeps_scores_above_a_rising_threshold_and_its_penalty_sets_the_sparsity():
+    def run(final_lambda):
+        torch.manual_seed(0)
+        layer = nn.Linear(16, 8)
+        pruner = SoftMovementPruner(nn.Sequential(layer), final_lambda, start_step=5, end_step=30,
+                                    params=[(layer, "weight")])
+        optimizer = torch.optim.AdamW([{"params": [layer.parametrizations.weight.original]},
+                                       {"params": pruner.scores, "lr": 0.1}], lr=1e-2, weight_decay=0.0)
+        x = torch.randn(64, 16)
+        y = x[:, :8] * 2.0
+        for step in range(1, 61):
+            optimizer.zero_grad()
+            (nn.functional.mse_loss(layer(x), y) + pruner.penalty()).backward()
+            optimizer.step()
+            sparsity = pruner.step(step)
+            if step <= 5:
+                assert sparsity == 0.0 and pruner.threshold == 0.0  # tau = 0: sigmoid(S) > 0 keeps every weight
+        assert pruner.threshold == pytest.approx(0.1) and pruner.strength == pytest.approx(final_lambda)
+        scores = pruner.scores[0].detach()
+        assert torch.equal(pruner.masks[0].mask, torch.sigmoid(scores) > 0.1)
+        return pruner.finalize()["0.weight"]
+
+    weak, strong = run(1.0), run(50.0)
+    assert 0.0 <= weak < strong  # the penalty, not a target, decides how many weights go
+
+
+def test_soft_movement_gradient_is_straight_through_plus_the_penalty_and_a_floor_survives():
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 4)
+    pruner = SoftMovementPruner(nn.Sequential(layer), 2.0, start_step=0, end_step=1, params=[(layer, "weight")])
+    with torch.no_grad():
+        pruner.scores[0].fill_(-10.0)  # every sigmoid(S) below any threshold
+    pruner.step(1)
+    assert int(pruner.masks[0].mask.sum()) == int(0.005 * 24) + 1  # the reference code's floor
+    x = torch.randn(5, 6)
+    (layer(x).sum() + pruner.penalty()).backward()
+    weight = layer.parametrizations.weight.original.detach()
+    sig = torch.sigmoid(pruner.scores[0].detach())
+    expected = torch.ones(5, 4).T @ x * weight + 2.0 * sig * (1 - sig) / sig.numel()
+    torch.testing.assert_close(pruner.scores[0].grad, expected)
+    with pytest.raises(TypeError, match="sets no sparsity"):
+        pruner.set_sparsity(0.5)
+    for bad in (dict(final_lambda=0.0), dict(final_lambda=True), dict(final_threshold=1.0)):
+        with pytest.raises(ValueError, match="final_"):
+            SoftMovementPruner(tiny_bert(), **({"final_lambda": 1.0} | bad), start_step=0, end_step=1)
+
+
 def test_movement_finalize_installs_ordinary_masks():
     model = tiny_bert()
     pruner = MovementPruner(model, 0.8, start_step=0, end_step=2)
@@ -437,6 +508,40 @@ def test_compare_sparse_methods_takes_a_rate_per_method_and_sparsity():
     assert list(kept) == [("one-shot", 0.8, False)]
     with pytest.raises(ValueError, match=r"\('gradual', 0.5\)"):
         compare_sparse_methods(tiny_bert(), loaders, ["gradual"], [0.5], {("gradual", 0.9): 1e-3}, progress=False)
+
+
+def test_fine_pruning_starts_dense_then_ramps_and_soft_movement_lets_the_penalty_decide(monkeypatch):
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return train_classifier(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "train_classifier", spy)
+    pretrained, teacher = tiny_bert(seed=1), tiny_bert()
+    _, record = sparse_fine_tune(pretrained, toy_loader(), toy_loader(seed=2), "gradual", 0.8, lr=1e-3, epochs=3,
+                                 schedule=finetune.FINE_PRUNING, distill=True, teacher=teacher)
+    assert seen["teacher"] is teacher and record["regime"] == "fine-pruning"
+    total = record["steps"]
+    ramp = [step for step, sparsity in record["schedule"] if 0 < sparsity < 0.8]
+    assert ramp and min(ramp) > total / 3 - 1 and max(ramp) < 2 * total / 3 + 1  # dense, ramp, hold: one third each
+    assert record["schedule"][-1][1] == pytest.approx(0.8)
+    soft, record = sparse_fine_tune(pretrained, toy_loader(), toy_loader(seed=2), "soft movement", 0.9, lr=1e-3,
+                                    epochs=3, schedule=finetune.FINE_PRUNING, final_lambda=1000.0, score_lr=1.0)
+    reached = sparsity_report(soft).prunable_sparsity
+    assert record["final_lambda"] == 1000.0 and 0 < reached < 1 and seen["penalty"] is not None
+    with pytest.raises(ValueError, match="final_lambda"):
+        sparse_fine_tune(pretrained, toy_loader(), toy_loader(), "soft movement", 0.9, lr=1e-3)
+    with pytest.raises(ValueError, match="final_lambda"):
+        sparse_fine_tune(pretrained, toy_loader(), toy_loader(), "movement", 0.9, lr=1e-3, final_lambda=1.0)
+    with pytest.raises(ValueError, match="teacher"):
+        sparse_fine_tune(pretrained, toy_loader(), toy_loader(), "movement", 0.9, lr=1e-3, teacher=teacher)
+    with pytest.raises(ValueError, match="schedule"):
+        sparse_fine_tune(pretrained, toy_loader(), toy_loader(), "gradual", 0.9, lr=1e-3,
+                         schedule=dict(finetune.FINE_PRUNING, prune_from=0.8))
+    loaders = {"train": toy_loader(), "validation": toy_loader(), "test": toy_loader()}
+    with pytest.raises(ValueError, match="final_lambdas"):
+        compare_sparse_methods(pretrained, loaders, ["soft movement"], [0.9], {"soft movement": 1e-3}, progress=False)
 
 
 def test_sparse_fine_tune_validates_arguments():

@@ -12,6 +12,7 @@ from nlpprune_lessons.pruning.calibrated import (
     layer_mask,
     parse_sparsity,
     prune_causal_lm,
+    sparsegpt_prune,
     sparsegpt_update,
 )
 from nlpprune_lessons.pruning.importance import (
@@ -32,7 +33,7 @@ from nlpprune_lessons.pruning.masks import (
     row_mask,
     topk_mask,
 )
-from nlpprune_lessons.pruning.movement import MovementPruner
+from nlpprune_lessons.pruning.movement import MovementPruner, SoftMovementPruner
 from nlpprune_lessons.pruning.params import (
     check_params,
     default_params,
@@ -54,6 +55,7 @@ __all__ = [
     "MovementPruner",
     "PRUNE_METHODS",
     "SCOPES",
+    "SoftMovementPruner",
     "SparsityReport",
     "block_sparsity",
     "check_params",
@@ -80,6 +82,7 @@ __all__ = [
     "row_mask",
     "save_sparse",
     "sparse_storage_report",
+    "sparsegpt_prune",
     "sparsegpt_update",
     "sparsity_report",
     "taylor_scores",

@@ -1,10 +1,12 @@
 """One-shot pruning of a causal LM's decoder with calibration activations (lesson 09).
 
-Magnitude and Wanda (Sun et al., 2023) masks, per output row or N:M, applied block by block as the
+Magnitude and Wanda (Sun et al., 2023) masks, per output row or N:M, and SparseGPT (Frantar &
+Alistarh, 2023), which chooses its mask during its weight update, applied block by block as the
 Wanda and SparseGPT code do: calibration sequences run through the decoder one block at a time; a
 block's Linear layers are scored on that block's inputs, pruned, and the block is run again so the
-next block sees what the *pruned* block produces. An optional SparseGPT-style weight update
-(Frantar & Alistarh, 2023) then moves the kept weights of each row to make up for the pruned ones.
+next block sees what the *pruned* block produces. SparseGPT's Optimal Brain Surgeon update, which
+moves the kept weights of each row to make up for the pruned ones, can also follow a fixed
+magnitude or Wanda mask.
 
 Zeros are written into the weights instead of attaching ``torch.nn.utils.prune`` masks: a mask keeps
 an ``_orig`` copy, the mask and their product of every matrix, three times SmolLM2's 0.4 GB of
@@ -27,7 +29,7 @@ from nlpprune_lessons.pruning.masks import check_fraction, nm_mask, row_mask
 from nlpprune_lessons.pruning.params import default_params, is_pruned, transformer_blocks
 from nlpprune_lessons.pruning.report import SparsityReport, sparsity_report
 
-PRUNE_METHODS = ("magnitude", "wanda")
+PRUNE_METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
 def parse_sparsity(sparsity: float | str) -> tuple[float, tuple[int, int] | None]:
@@ -77,25 +79,12 @@ def check_damp(damp: float) -> float:
     return float(damp)
 
 
-def sparsegpt_update(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor, damp: float = 0.01,
-                     block_size: int = 32) -> torch.Tensor:
-    """Pruned ``weight`` whose kept entries absorb the pruned ones' contribution (SparseGPT, with a given mask).
-
-    Minimises ``||X W^T - X W'^T||`` column by column: when the pruned entries of column ``j`` are
-    zeroed, their error is spread over the not yet processed columns through the inverse Hessian
-    ``H^-1`` (``H = X^T X``, dampened by ``damp`` times its mean diagonal), the Optimal Brain Surgeon
-    update. Columns are handled in blocks of ``block_size`` with lazy updates, as in the SparseGPT
-    code (the result does not depend on it); within a block the column loop is one triangular solve
-    per row. Unlike SparseGPT, the mask is given (chosen before, e.g.
-    by Wanda) instead of chosen during the sweep, and input features never seen in calibration (zero
-    Hessian diagonal) keep their weights. Returns a new tensor with exact zeros where ``mask`` is 0;
-    ``weight`` is not changed.
-    """
-    if weight.ndim != 2 or mask.shape != weight.shape or hessian.shape != (weight.shape[1],) * 2:
-        raise ValueError(f"need weight (out x in), a mask of its shape and an (in x in) Hessian, got "
-                         f"{tuple(weight.shape)}, {tuple(mask.shape)}, {tuple(hessian.shape)}")
+def _inverse_hessian_factor(hessian: torch.Tensor, columns: int, damp: float) -> torch.Tensor:
+    """SparseGPT's ``U``: upper-triangular with ``U^T U = H^-1``, ``H`` dampened by ``damp`` times its
+    mean diagonal; input features never seen in calibration (zero diagonal) get an identity row."""
+    if hessian.shape != (columns, columns):
+        raise ValueError(f"need an (in x in) Hessian for {columns} input features, got {tuple(hessian.shape)}")
     damp = check_damp(damp)
-    check_positive_int(block_size, "block_size")
     # float32 as in SparseGPT (its damping keeps the factorisation stable); a float64 Hessian is kept in float64
     dtype = torch.float64 if hessian.dtype == torch.float64 else torch.float32
     h = hessian.detach().to(dtype).clone()
@@ -103,22 +92,30 @@ def sparsegpt_update(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Te
     h[dead, dead] = 1.0
     h.diagonal().add_(damp * h.diagonal().mean())
     try:
-        # SparseGPT needs U upper-triangular with U^T U = H^-1. With H = R R^T, R upper (the Cholesky
-        # factor of H with its rows and columns reversed), U = R^-1: one factorisation and one
-        # triangular inverse instead of SparseGPT's cholesky -> cholesky_inverse -> cholesky.
+        # With H = R R^T, R upper (the Cholesky factor of H with its rows and columns reversed), U = R^-1:
+        # one factorisation and one triangular inverse instead of SparseGPT's cholesky -> cholesky_inverse -> cholesky.
         r = torch.linalg.cholesky(h.flip(0, 1)).flip(0, 1)
-        h_inv = torch.linalg.solve_triangular(r, torch.eye(len(h), dtype=h.dtype, device=h.device), upper=True)
+        return torch.linalg.solve_triangular(r, torch.eye(len(h), dtype=h.dtype, device=h.device), upper=True)
     except torch.linalg.LinAlgError as err:
         raise ValueError("the Hessian is not positive definite even after dampening: pass X^T X of real inputs "
                          "or a larger damp") from err
-    w = weight.detach().to(dtype).clone()
-    pruned = mask.to(w.device) == 0
+
+
+def _obs_sweep(weight: torch.Tensor, h_inv: torch.Tensor, block_size: int,
+               choose: Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """SparseGPT's sweep over the columns in blocks: ``choose(start, stop, w_block, u_diagonal)`` gives
+    the pruned entries (bool) of columns ``start:stop`` from their weights *as updated so far*; they
+    are zeroed and their error is spread over the kept entries and all later columns (the Optimal
+    Brain Surgeon update)."""
+    w = weight.detach().to(h_inv.dtype).clone()
+    pruned = torch.zeros_like(w, dtype=torch.bool)
     rows, columns = w.shape
     for start in range(0, columns, block_size):
         stop = min(start + block_size, columns)
         u = h_inv[start:stop, start:stop]
         strict, diagonal = u.triu(1), torch.diag(u.diagonal())
-        p = pruned[:, start:stop].to(dtype)
+        pruned[:, start:stop] = choose(start, stop, w[:, start:stop], u.diagonal())
+        p = pruned[:, start:stop].to(w.dtype)
         # SparseGPT's column loop, solved at once: zeroing pruned column i after the updates from the
         # columns before it gives errors E with E_i * u_ii + p_i * sum_{j<i} E_j * u_ji = p_i * w_i, a
         # triangular system per row (each row prunes its own columns), solved in chunks of rows.
@@ -130,6 +127,58 @@ def sparsegpt_update(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Te
         w[:, start:stop] -= errors @ strict  # kept weights absorb the errors of the pruned ones before them
         w[:, stop:] -= errors @ h_inv[start:stop, stop:]  # ... and so do all later columns
     return w.masked_fill(pruned, 0.0).to(weight.dtype)
+
+
+def sparsegpt_update(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor, damp: float = 0.01,
+                     block_size: int = 32) -> torch.Tensor:
+    """Pruned ``weight`` whose kept entries absorb the pruned ones' contribution: the OBS update of
+    SparseGPT's sweep under a *given* mask (e.g. Wanda's).
+
+    Minimises ``||X W^T - X W'^T||`` column by column: when the pruned entries of column ``j`` are
+    zeroed, their error is spread over the not yet processed columns through the inverse Hessian
+    ``H^-1`` (``H = X^T X``, dampened by ``damp`` times its mean diagonal), the Optimal Brain Surgeon
+    update. Columns are handled in blocks of ``block_size`` with lazy updates, as in the SparseGPT
+    code (the result does not depend on it); within a block the column loop is one triangular solve
+    per row. :func:`sparsegpt_prune` is SparseGPT itself, which also chooses the mask during the sweep.
+    Input features never seen in calibration (zero Hessian diagonal) keep their weights. Returns a new
+    tensor with exact zeros where ``mask`` is 0; ``weight`` is not changed.
+    """
+    if weight.ndim != 2 or mask.shape != weight.shape:
+        raise ValueError(f"need weight (out x in) and a mask of its shape, got {tuple(weight.shape)}, {tuple(mask.shape)}")
+    check_positive_int(block_size, "block_size")
+    h_inv = _inverse_hessian_factor(hessian, weight.shape[1], damp)
+    pruned = mask.to(weight.device) == 0
+    return _obs_sweep(weight, h_inv, block_size, lambda start, stop, w, u: pruned[:, start:stop])
+
+
+def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float | str, damp: float = 0.01,
+                    block_size: int = 128) -> torch.Tensor:
+    """SparseGPT (Frantar & Alistarh, 2023): the mask is chosen *during* the OBS sweep.
+
+    At the start of each block of ``block_size`` columns (128 in the paper's code), the entries with
+    the smallest ``w^2 / [U]_jj^2`` (``U`` the upper Cholesky factor of ``H^-1``; ``[U]_jj^2`` is the
+    diagonal of the inverse Hessian of the columns not yet processed, so this is the OBS saliency),
+    computed from the weights *as updated by the blocks before*, are pruned: exactly ``sparsity`` of
+    the block over all rows, so rows differ in sparsity. For an N:M pattern (``"2:4"``) the choice is
+    made per row for every group of M columns just before it is processed (the block is M wide).
+    Then :func:`sparsegpt_update`'s update. Returns a new tensor; ``weight`` is not changed.
+    """
+    if weight.ndim != 2:
+        raise ValueError(f"need a weight matrix (out x in), got shape {tuple(weight.shape)}")
+    fraction, pattern = parse_sparsity(sparsity)
+    check_positive_int(block_size, "block_size")
+    h_inv = _inverse_hessian_factor(hessian, weight.shape[1], damp)
+
+    def choose(start: int, stop: int, w: torch.Tensor, u_diagonal: torch.Tensor) -> torch.Tensor:
+        saliency = w.square() / u_diagonal.square()
+        if pattern is not None:
+            return nm_mask(saliency, *pattern) == 0
+        k = round(fraction * saliency.numel())
+        pruned = torch.zeros(saliency.numel(), dtype=torch.bool, device=w.device)
+        pruned[torch.argsort(saliency.flatten(), stable=True)[:k]] = True
+        return pruned.view_as(saliency)
+
+    return _obs_sweep(weight, h_inv, pattern[1] if pattern is not None else block_size, choose)
 
 
 class _Captured(Exception):
@@ -224,9 +273,12 @@ def prune_causal_lm(
 
     - ``sparsity``: fraction of zeros in *every output row* (e.g. ``0.5``), or an N:M pattern
       (``"2:4"``: keep the 2 highest-scoring of every 4 consecutive input weights).
-    - ``method``: ``"magnitude"`` (score ``|W|``) or ``"wanda"`` (``|W| * ||X||``, from ``calibration``).
-    - ``calibration``: token ids, sequences x tokens; needed by Wanda and by ``update``.
-    - ``update``: after masking, a SparseGPT-style update of the kept weights (:func:`sparsegpt_update`).
+    - ``method``: ``"magnitude"`` (score ``|W|``), ``"wanda"`` (``|W| * ||X||``, from ``calibration``)
+      or ``"sparsegpt"`` (the mask chosen during the OBS sweep, :func:`sparsegpt_prune`; unstructured
+      sparsity is then exact per block of 128 columns, not per row).
+    - ``calibration``: token ids, sequences x tokens; needed by Wanda, SparseGPT and ``update``.
+    - ``update``: after a magnitude or Wanda mask, the OBS update of the kept weights under that fixed
+      mask (:func:`sparsegpt_update`); SparseGPT always updates.
     - ``progress``: e.g. ``tqdm``, wrapped around the loop over blocks.
 
     The embeddings and the LM head stay dense (see :func:`~.params.default_params`). With calibration
@@ -243,7 +295,10 @@ def prune_causal_lm(
     blocks = check_causal_lm(model)
     prunable = {id(module) for module, _ in default_params(model)}
     wrap = progress or (lambda items, **_: items)
-    needs_data = method == "wanda" or update
+    if method == "sparsegpt" and update:
+        raise ValueError("sparsegpt always updates the kept weights: leave update=False")
+    needs_data = method != "magnitude" or update
+    needs_hessian = method == "sparsegpt" or update
     if needs_data:
         if calibration is None:
             raise ValueError(f"method {method!r}{' with update' if update else ''} needs calibration token ids")
@@ -256,7 +311,7 @@ def prune_causal_lm(
         inputs = _first_block_inputs(model, blocks[0], calibration, batch_size) if needs_data else []
         for index, block in enumerate(wrap(blocks, desc=f"{method} {sparsity}", unit="block")):
             linears = [m for m in block.modules() if isinstance(m, nn.Linear) and id(m) in prunable]
-            stats = [InputStats(m, hessian=update) for m in linears] if needs_data else []
+            stats = [InputStats(m, hessian=needs_hessian) for m in linears] if needs_data else []
             try:
                 _run_block(block, inputs, keep=False)  # the hooks gather the statistics
             finally:
@@ -264,6 +319,9 @@ def prune_causal_lm(
                     s.remove()
             for linear, stat in zip(linears, stats or [None] * len(linears)):
                 weight = linear.weight
+                if method == "sparsegpt":
+                    weight.copy_(sparsegpt_prune(weight, stat.hessian, sparsity, damp=damp))
+                    continue
                 scores = wanda_scores(weight, stat.sq_sum) if method == "wanda" else weight.abs()
                 mask = layer_mask(scores, sparsity)
                 weight.copy_(sparsegpt_update(weight, mask, stat.hessian, damp=damp) if update else weight * mask)

@@ -1,6 +1,7 @@
 """Pruning while fine-tuning a classifier (lesson 07): one-shot magnitude then fine-tuning, gradual
-magnitude with the cubic schedule, and movement pruning, each optionally distilled from the dense
-teacher. Every method gets the same number of optimiser steps and the same learning-rate schedule."""
+magnitude with the cubic schedule, movement pruning and soft movement pruning, each optionally
+distilled from a fine-tuned teacher. Every method gets the same number of optimiser steps and the
+same learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -15,24 +16,32 @@ from nlpprune_lessons.core import config
 from nlpprune_lessons.evaluate import evaluate_classifier
 from nlpprune_lessons.measure.memory import release_memory
 from nlpprune_lessons.pruning.masks import SCOPES, prune
-from nlpprune_lessons.pruning.movement import MovementPruner
+from nlpprune_lessons.pruning.movement import MovementPruner, SoftMovementPruner
 from nlpprune_lessons.pruning.report import sparsity_report
 from nlpprune_lessons.pruning.schedule import GradualPruner
 from nlpprune_lessons.training.freezing import frozen_embeddings
 from nlpprune_lessons.training.loop import train_classifier
 
-#: How the zeros are chosen and when.
+#: How the zeros are chosen and when, for a target sparsity ...
 SPARSE_METHODS = ("one-shot", "gradual", "movement")
+#: ... and soft movement, whose penalty, not a target, decides the sparsity.
+METHODS = (*SPARSE_METHODS, "soft movement")
 #: The optimiser of every pruning run, as named in its record (and in the benchmark's journal keys).
 OPTIMIZER = "AdamW (fused)"
 #: Weight of the hidden-state term in distilled runs (the mean squared error between each layer's
 #: output and the teacher's, added to the logit distillation loss); lesson 08's recovery uses the same.
 KD_HIDDEN_WEIGHT = 1.0
-#: Schedule shape, as fractions of all steps: gradual and movement pruning reach the final sparsity at
-#: ``prune_until`` (after it, gradual pruning's masks are fixed; movement pruning's sparsity is fixed
-#: but its scores keep learning which weights to keep); movement pruning starts after
-#: ``movement_warmup`` (its scores first need a few steps of gradient; Sanh et al. warm up too).
+#: Schedule shape, as fractions of all steps, for pruning a model that is already fine-tuned: gradual
+#: pruning from step 0 and movement pruning after ``movement_warmup`` (its scores first need a few
+#: steps of gradient) reach the final sparsity (soft movement: its final threshold) at ``prune_until``;
+#: after it, gradual pruning's masks are fixed, while movement pruning's sparsity is fixed but its scores
+#: keep learning which weights to keep.
 SCHEDULE = dict(prune_until=0.7, movement_warmup=0.1, pruning_events=20, warmup_ratio=0.1)
+#: Sanh et al.'s fine-pruning regime, for a *pre-trained* model that learns the task while it is pruned:
+#: dense for the first ``prune_from`` of the steps (the task is learned; movement scores learn from step 0),
+#: the cubic ramp until ``prune_until``, then training at the final sparsity. Every method uses the same
+#: two points (the reference code's magnitude baseline too), with 3 epochs: one of each.
+FINE_PRUNING = dict(SCHEDULE, prune_from=1 / 3, prune_until=2 / 3, movement_warmup=1 / 3)
 
 
 def _check_choice(value, allowed: Sequence, what: str) -> None:
@@ -54,23 +63,30 @@ def sparse_fine_tune(
     kd_weight: float = 0.5,
     kd_hidden_weight: float = KD_HIDDEN_WEIGHT,
     score_lr: float = 1e-2,
+    final_lambda: float | None = None,
     scope: str = "global",
+    teacher: nn.Module | None = None,
+    schedule: dict | None = None,
     freeze_embeddings: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[nn.Module, dict]:
     """A copy of ``dense`` pruned to ``sparsity`` of its prunable weights (encoder Linears for a
     transformer) by ``method``, fine-tuned for ``epochs`` with masks kept (AdamW, linear warm-up and
-    decay; PyTorch's fused AdamW kernel). With ``distill=True`` the dense model is the teacher: its
-    softened logits (``kd_temperature``, ``kd_weight``) and, with ``kd_hidden_weight`` > 0, every
-    layer's output (:func:`~nlpprune_lessons.losses.hidden_state_loss`, layer ``i`` to layer ``i``:
+    decay; PyTorch's fused AdamW kernel). ``dense`` is either fine-tuned already (the default
+    ``schedule``, :data:`SCHEDULE`) or only pre-trained, learning the task while it is pruned
+    (``schedule=FINE_PRUNING``, Sanh et al.'s regime). With ``distill=True``, ``teacher`` (default:
+    ``dense``; give the fine-tuned model when ``dense`` is pre-trained) is distilled: its softened
+    logits (``kd_temperature``, ``kd_weight``) and, with ``kd_hidden_weight`` > 0, every layer's output (:func:`~nlpprune_lessons.losses.hidden_state_loss`, layer ``i`` to layer ``i``:
     unstructured pruning keeps the architecture; 0 distils the logits only).
 
     ``scope`` applies to every method: ``"global"`` (default) ranks all encoder weights together, so
     each method also decides how the sparsity is spread over the matrices; ``"layer"`` gives every
     matrix the same sparsity (for movement pruning, the paper's per-matrix top-k).
-    ``score_lr`` is the movement scores' learning rate. The (unpruned) embedding tables train with
-    the rest, as in dense fine-tuning (lesson 07 measures what adapting the word vectors is worth).
+    ``score_lr`` is the movement scores' learning rate. ``"soft movement"`` imposes no sparsity: its
+    penalty ``final_lambda`` (required) decides it, and ``sparsity`` is only recorded as the target the
+    penalty was chosen for; read the sparsity reached from the model (:func:`evaluate_sparse`). The
+    (unpruned) embedding tables train with the rest, as in dense fine-tuning (lesson 07 measures what adapting the word vectors is worth).
     ``freeze_embeddings=True`` keeps them fixed (:func:`~nlpprune_lessons.training.freezing.frozen_embeddings`),
     which saves their gradient and AdamW state (three float32 copies of the tables); every method is
     treated alike. Every run is seeded with ``seed`` (dropout, batch order) in a forked random state
@@ -78,7 +94,7 @@ def sparse_fine_tune(
     the caller's random state is left alone. Returns the pruned model (masks
     attached) and a record: steps, seconds, the sparsity schedule, training history.
     """
-    _check_choice(method, SPARSE_METHODS, "method")
+    _check_choice(method, METHODS, "method")
     _check_choice(scope, SCOPES, "scope")
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
@@ -86,9 +102,20 @@ def sparse_fine_tune(
         raise TypeError(f"distill must be True or False, got {distill!r}")
     if isinstance(kd_hidden_weight, bool) or not isinstance(kd_hidden_weight, (int, float)) or kd_hidden_weight < 0:
         raise ValueError(f"kd_hidden_weight must be a number >= 0 (0: distil the logits only), got {kd_hidden_weight!r}")
+    if (method == "soft movement") != (final_lambda is not None):
+        raise ValueError("final_lambda (the soft-movement penalty) is required for method 'soft movement' and "
+                         f"meaningless for the others; got method={method!r}, final_lambda={final_lambda!r}")
+    if teacher is not None and not distill:
+        raise ValueError("a teacher is only used with distill=True")
+    shape = SCHEDULE if schedule is None else schedule
+    if not isinstance(shape, dict) or not set(SCHEDULE) <= set(shape) <= set(FINE_PRUNING) or not (
+            0 <= shape.get("prune_from", 0) < shape["prune_until"] <= 1):
+        raise ValueError(f"schedule must be SCHEDULE or FINE_PRUNING (or a dict with their keys, "
+                         f"0 <= prune_from < prune_until <= 1), got {schedule!r}")
+    teacher = dense if teacher is None else teacher
     hidden_map = None
     if distill and kd_hidden_weight > 0:
-        layers = getattr(getattr(dense, "config", None), "num_hidden_layers", None)
+        layers = getattr(getattr(teacher, "config", None), "num_hidden_layers", None)
         if layers is None:
             raise ValueError("hidden-state distillation needs a transformers model (config.num_hidden_layers); "
                              "pass kd_hidden_weight=0 to distil the logits only")
@@ -96,33 +123,38 @@ def sparse_fine_tune(
     with config.seeded(seed):
         model = copy.deepcopy(dense).train()
         total = epochs * len(train_loader)
-        until = max(1, round(SCHEDULE["prune_until"] * total))
-        on_step, param_groups, pruner = None, None, None
+        start_step = round(shape.get("prune_from", 0.0) * total)
+        until = max(start_step + 1, round(shape["prune_until"] * total))
+        warmup = max(start_step, round(shape["movement_warmup"] * total))
+        on_step, param_groups, pruner, penalty = None, None, None, None
         if method == "one-shot":
             prune(model, sparsity, scope=scope)
         elif method == "gradual":
-            pruner = GradualPruner(model, sparsity, start_step=0, end_step=until, scope=scope,
-                                   frequency=max(1, until // SCHEDULE["pruning_events"]))
+            pruner = GradualPruner(model, sparsity, start_step=start_step, end_step=until, scope=scope,
+                                   frequency=max(1, (until - start_step) // shape["pruning_events"]))
             on_step = pruner.step
-        else:
-            pruner = MovementPruner(model, sparsity, start_step=round(SCHEDULE["movement_warmup"] * total),
-                                    end_step=until, scope=scope)
+        elif method == "movement":
+            pruner = MovementPruner(model, sparsity, start_step=warmup, end_step=max(warmup + 1, until), scope=scope)
             on_step, param_groups = pruner.step, pruner.param_groups(score_lr)
+        else:
+            pruner = SoftMovementPruner(model, final_lambda, start_step=warmup, end_step=max(warmup + 1, until))
+            on_step, param_groups, penalty = pruner.step, pruner.param_groups(score_lr), pruner.penalty
         start = time.perf_counter()
         with frozen_embeddings(model, freeze_embeddings):  # the returned model trains like any other
             history = train_classifier(
                 model, train_loader, val_loader, epochs=epochs, lr=lr, schedule="linear",
-                warmup_ratio=SCHEDULE["warmup_ratio"], teacher=dense if distill else None, kd_temperature=kd_temperature,
+                warmup_ratio=shape["warmup_ratio"], teacher=teacher if distill else None, kd_temperature=kd_temperature,
                 kd_weight=kd_weight, kd_hidden_map=hidden_map, kd_hidden_weight=kd_hidden_weight,
-                param_groups=param_groups, on_step=on_step, restore_best=False,
+                param_groups=param_groups, on_step=on_step, penalty=penalty, restore_best=False,
                 fused_optimizer=True, progress=progress)  # fused AdamW: several times faster on CPU
-        if method == "movement":
+        if method in ("movement", "soft movement"):
             pruner.finalize()
         release_memory()  # the optimiser state and activations are gone; give the memory back
         record = {"method": method, "sparsity_target": sparsity, "distill": distill,
                   "kd_hidden_weight": kd_hidden_weight if distill else 0.0, "lr": lr, "epochs": epochs,
                   "steps": total, "seconds": time.perf_counter() - start, "scope": scope,
-                  "freeze_embeddings": freeze_embeddings, "optimizer": OPTIMIZER,
+                  "freeze_embeddings": freeze_embeddings, "optimizer": OPTIMIZER, "final_lambda": final_lambda,
+                  "regime": "fine-pruning" if "prune_from" in shape else "pruning a fine-tuned model",
                   "schedule": [] if pruner is None else pruner.history, "history": vars(history)}
         return model.eval(), record
 
@@ -143,6 +175,7 @@ def compare_sparse_methods(
     lrs: dict[str | tuple[str, float], float],
     *,
     distill: Sequence[bool] = (False, True),
+    final_lambdas: dict[float, float] | None = None,
     keep: Sequence[tuple[str, float, bool]] = (),
     progress: bool = True,
     **kwargs,
@@ -150,6 +183,7 @@ def compare_sparse_methods(
     """Run :func:`sparse_fine_tune` for every method x sparsity x distillation setting, each method at
     its own learning rate: ``lrs[(method, sparsity)]`` if given, else ``lrs[method]`` (a 50% cut and a
     90% cut may need different rates); ``loaders`` needs ``train``, ``validation`` and ``test``.
+    ``"soft movement"`` runs at each target sparsity with the penalty ``final_lambdas[sparsity]``.
 
     Returns one record per run (settings, validation and test accuracy, both sparsities, seconds) and
     the pruned models named in ``keep`` as ``(method, sparsity, distill)`` (the others are dropped to
@@ -162,11 +196,15 @@ def compare_sparse_methods(
     if missing:
         raise ValueError(f"lrs has no learning rate for (method, sparsity) {missing}; give one per method "
                          "or per (method, sparsity)")
+    if "soft movement" in methods and not all(s in (final_lambdas or {}) for s in sparsities):
+        raise ValueError(f"soft movement needs final_lambdas for every sparsity {list(sparsities)}, got {final_lambdas!r}")
     grid = [(m, s, d) for s in sparsities for m in methods for d in distill]
     records, kept = [], {}
     for method, sparsity, use_kd in tqdm(grid, desc="runs", disable=not progress):
         model, record = sparse_fine_tune(dense, loaders["train"], loaders["validation"], method, sparsity,
-                                         lr=rate[(method, sparsity)], distill=use_kd, **kwargs)
+                                         lr=rate[(method, sparsity)], distill=use_kd, final_lambda=(
+                                             final_lambdas[sparsity] if method == "soft movement" else None),
+                                         **kwargs)
         # the run's last validation saw the final weights and masks (restore_best=False): reuse it
         scores = {"validation_accuracy": record["history"]["val_accuracy"][-1],
                   **evaluate_sparse(model, {"test": loaders["test"]})}

@@ -6,8 +6,9 @@ in the paper, or over all matrices at once). ``M`` has no useful gradient, so th
 unchanged: ``dL/dS = dL/d(W*M) * W``. A score grows when gradient descent moves its weight away
 from zero, whatever the weight's size: the model keeps the weights that are *becoming* important
 for the new task, where magnitude pruning keeps the ones that were large in pre-training.
-(The paper's "soft movement" variant, a learned threshold with an L1 penalty on sigmoid(S), is not
-implemented here.)
+:class:`SoftMovementPruner` is the paper's "soft movement" variant: no sparsity is imposed; the mask
+keeps the weights with ``sigmoid(S) > tau`` and an L1 penalty on ``sigmoid(S)`` pushes scores down, so
+the penalty's strength sets how many weights survive (the reference code's ``sigmoied_threshold``).
 
 ``torch.nn.utils.prune`` only holds fixed masks, so the learned mask is a parametrisation
 (``torch.nn.utils.parametrize``). :meth:`MovementPruner.finalize` turns it into ordinary pruning
@@ -116,16 +117,18 @@ class MovementPruner:
             raise ValueError(f"lr must be a number > 0, got {lr!r}")
         return [{"params": self.scores, "lr": lr, "weight_decay": 0.0}]
 
+    def _new_masks(self) -> list[torch.Tensor]:
+        """The top ``1 - sparsity`` of the current scores (per matrix or overall)."""
+        if self.scope == "layer":
+            return [topk_mask(m.scores, self.sparsity) for m in self.masks]
+        flat = topk_mask(torch.cat([m.scores.reshape(-1) for m in self.masks]), self.sparsity)
+        return [chunk.view_as(m.scores) for chunk, m in zip(flat.split([m.scores.numel() for m in self.masks]),
+                                                            self.masks)]
+
     @torch.no_grad()
     def _refresh(self) -> None:
-        """Recompute every mask: the top ``1 - sparsity`` of the current scores (per matrix or overall)."""
-        if self.scope == "layer":
-            masks = [topk_mask(m.scores, self.sparsity) for m in self.masks]
-        else:
-            flat = topk_mask(torch.cat([m.scores.reshape(-1) for m in self.masks]), self.sparsity)
-            masks = [chunk.view_as(m.scores) for chunk, m in zip(flat.split([m.scores.numel() for m in self.masks]),
-                                                                  self.masks)]
-        for movement, mask in zip(self.masks, masks):
+        """Recompute every mask from the current scores."""
+        for movement, mask in zip(self.masks, self._new_masks()):
             movement.mask.copy_(mask)
 
     def set_sparsity(self, sparsity: float) -> None:
@@ -144,8 +147,8 @@ class MovementPruner:
         return sparsity
 
     def finalize(self) -> dict[str, float]:
-        """Replace the learned masks by ``torch.nn.utils.prune`` masks (the top-k of the final scores)
-        and drop the scores. Returns the sparsity of each weight by dotted name."""
+        """Replace the learned masks by ``torch.nn.utils.prune`` masks (those of the final scores: their
+        top-k, or for soft movement those above the final threshold) and drop the scores. Returns the sparsity of each weight by dotted name."""
         if self.finalized:
             raise RuntimeError("finalize() was already called")
         self._refresh()
@@ -157,3 +160,74 @@ class MovementPruner:
             result[dotted] = 1.0 - mask.mean().item()
         self.finalized = True
         return result
+
+
+class SoftMovementPruner(MovementPruner):
+    """Soft movement pruning (Sanh et al., 2020): the mask keeps the weights whose ``sigmoid(score)``
+    exceeds a threshold ``tau``, and :meth:`penalty` (add it to the loss) is ``lambda`` times the mean
+    of ``sigmoid(S)`` over each matrix, averaged over the matrices. No sparsity is imposed: the
+    penalty's final strength ``final_lambda`` decides how many weights survive, so reaching a target
+    means searching it. ``tau`` rises on the cubic schedule from 0 at ``start_step`` (every weight
+    kept) to ``final_threshold`` at ``end_step``, and ``lambda = final_lambda * tau / final_threshold``
+    rises with it (the reference code's schedule). As in that code, every matrix keeps at least
+    ``0.5%`` of its weights (its highest scores), and the straight-through gradient skips the sigmoid:
+    ``dL/dS = dL/d(W*M) * W``, plus the penalty's own gradient. Use like :class:`MovementPruner`, with
+    ``penalty=pruner.penalty`` in the training loop."""
+
+    #: The reference code's per-matrix floor: at least ``int(MIN_KEPT * n) + 1`` weights survive.
+    MIN_KEPT = 0.005
+
+    def __init__(
+        self,
+        model: nn.Module,
+        final_lambda: float,
+        start_step: int,
+        end_step: int,
+        params: Sequence[Param] | None = None,
+        final_threshold: float = 0.1,
+    ):
+        for value, name in ((final_lambda, "final_lambda"), (final_threshold, "final_threshold")):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        if not final_threshold < 1:
+            raise ValueError(f"final_threshold is compared with sigmoid(score), so it must be < 1, got {final_threshold}")
+        super().__init__(model, 0.0, start_step, end_step, params=params, scope="layer")
+        self.final_lambda, self.final_threshold = float(final_lambda), float(final_threshold)
+        self.threshold, self.strength = 0.0, 0.0
+
+    def _new_masks(self) -> list[torch.Tensor]:
+        masks = []
+        for movement in self.masks:
+            scores = movement.scores
+            mask = (torch.sigmoid(scores) > self.threshold).to(scores.dtype)
+            floor = int(self.MIN_KEPT * scores.numel()) + 1
+            if mask.sum() < floor:
+                mask = topk_mask(scores, 1.0 - floor / scores.numel())
+            masks.append(mask)
+        return masks
+
+    def set_sparsity(self, sparsity: float) -> None:
+        raise TypeError("soft movement pruning sets no sparsity: the penalty (final_lambda) decides it")
+
+    def step(self, step: int) -> float:
+        """After optimiser step ``step``: set ``tau`` and ``lambda`` of the schedule, recompute every mask
+        and return the sparsity it gives."""
+        if self.finalized:
+            raise RuntimeError("the pruner was finalized; its masks are now ordinary pruning masks")
+        self.threshold = cubic_sparsity(step, self.final_threshold, self.start_step, self.end_step)
+        self.strength = self.final_lambda * self.threshold / self.final_threshold
+        self._refresh()
+        kept = sum(int(m.mask.count_nonzero()) for m in self.masks)
+        self.sparsity = 1.0 - kept / sum(m.mask.numel() for m in self.masks)
+        self.history.append((step, self.sparsity))
+        return self.sparsity
+
+    def finalize(self) -> dict[str, float]:
+        self.threshold = self.final_threshold  # as the reference code evaluates, whatever step training ended at
+        return super().finalize()
+
+    def penalty(self, model: nn.Module | None = None) -> torch.Tensor:
+        """``lambda`` (this step's) times the mean over matrices of the mean ``sigmoid(score)``;
+        ``model`` is ignored (the training loop's ``penalty(model)`` signature)."""
+        means = torch.stack([torch.sigmoid(m.scores).mean() for m in self.masks])
+        return self.strength * means.mean()
