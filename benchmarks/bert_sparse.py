@@ -315,10 +315,11 @@ def main() -> int:
     print("\nlearning-rate search (validation chooses):")
     if searched:
         print(pd.DataFrame(searched)[["method", "sparsity_target", "lr", "validation_accuracy", "test_accuracy",
-                                      "chosen"]].round(4).to_string(index=False, formatters={"lr": "{:g}".format}))
+                                      "chosen"]].to_string(index=False, float_format="{:.4f}".format,
+                                                           formatters={"lr": "{:g}".format}))
     print(table[["method", "distill", "sparsity_target", "lr", "validation_accuracy", "test_accuracy", "share_of_dense",
-                 "prunable_sparsity", "overall_sparsity", "seconds"]].round(4).to_string(
-        index=False, formatters={"lr": "{:g}".format}))
+                 "prunable_sparsity", "overall_sparsity", "seconds"]].to_string(
+        index=False, float_format="{:.4f}".format, formatters={"lr": "{:g}".format}))
 
     storage, latency = {}, {}
     if keep in kept:
