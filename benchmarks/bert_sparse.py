@@ -62,7 +62,7 @@ from nlpprune_lessons.course.results import save_results
 from nlpprune_lessons.evaluate import evaluate_classifier
 from nlpprune_lessons.lessons import l06_bert, l07_sparse_bert
 from nlpprune_lessons.measure.latency import compare_latency
-from nlpprune_lessons.metrics import binomial_standard_error, verdict
+from nlpprune_lessons.metrics import binomial_standard_error, compare_scores
 from nlpprune_lessons.pruning import default_params, install_mask, load_sparse, save_sparse
 from nlpprune_lessons.models.transformers import load_encoder_classifier
 from nlpprune_lessons.pruning.finetune import (
@@ -343,12 +343,18 @@ def main() -> int:
     # The course's targets, read on the method chosen on validation at each sparsity (test read once,
     # with its standard error): choosing the method by its test accuracy would let the test set pick.
     n_test = len(data.labels["test"])
+
+    def test_scores(row) -> dict[str, float]:
+        """A run's test accuracy with its binomial standard error, as compare_scores reads them."""
+        accuracy = float(row.test_accuracy)
+        return {"accuracy": accuracy, "accuracy_se": binomial_standard_error(accuracy, n_test)}
+
     targets = [("dense fine-tuned test accuracy >= 0.82", dense_test, bool(dense_test >= 0.82))]
     for sparsity, share in TARGETS.items():
         at = table[table.sparsity_target == sparsity]
         if len(at) and not fine_pruning:
             chosen_row = at.loc[at.validation_accuracy.idxmax()]
-            se = binomial_standard_error(float(chosen_row.test_accuracy), n_test)
+            se = test_scores(chosen_row)["accuracy_se"]
             targets.append((f"{sparsity:.0%}: method chosen on validation ({name(chosen_row)}, test "
                             f"{chosen_row.test_accuracy:.3f} ± {se:.3f}) >= {share:.0%} of dense test accuracy",
                             float(chosen_row.share_of_dense), bool(chosen_row.share_of_dense >= share)))
@@ -368,15 +374,13 @@ def main() -> int:
             if "gradual" not in at.index or movers.empty:
                 continue
             mover, magnitude = movers.loc[movers.validation_accuracy.idxmax()], at.loc["gradual"]
-            difference = float(mover.test_accuracy - magnitude.test_accuracy)
-            se = (binomial_standard_error(float(mover.test_accuracy), n_test) ** 2
-                  + binomial_standard_error(float(magnitude.test_accuracy), n_test) ** 2) ** 0.5
+            c = compare_scores(test_scores(mover), test_scores(magnitude), "accuracy")
+            difference = c["difference"]
             label = (f"{sparsity:.0%}: {mover.name} (chosen on validation; reached {mover.prunable_sparsity:.1%}) "
-                     f"vs gradual magnitude, test accuracy difference ({difference / se:+.1f} SE: "
-                     f"{verdict(difference, se)})")
+                     f"vs gradual magnitude, test accuracy difference ({difference / c['se']:+.1f} SE: "
+                     f"{c['verdict']})")
             if sparsity == 0.97:  # met only outside the noise too
-                targets.append((label + " >= +0.02", difference,
-                                bool(difference >= 0.02 and verdict(difference, se) == "win")))
+                targets.append((label + " >= +0.02", difference, bool(difference >= 0.02 and c["verdict"] == "win")))
             else:
                 print(f"{label}: {difference:+.4f}")
     if storage and keep[1] == 0.9:  # the target is stated for a 90% model; other runs only report their file

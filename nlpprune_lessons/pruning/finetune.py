@@ -126,6 +126,7 @@ def sparse_fine_tune(
         start_step = round(shape.get("prune_from", 0.0) * total)
         until = max(start_step + 1, round(shape["prune_until"] * total))
         warmup = max(start_step, round(shape["movement_warmup"] * total))
+        movement_end = max(warmup + 1, until)
         on_step, param_groups, pruner, penalty = None, None, None, None
         if method == "one-shot":
             prune(model, sparsity, scope=scope)
@@ -134,10 +135,10 @@ def sparse_fine_tune(
                                    frequency=max(1, (until - start_step) // shape["pruning_events"]))
             on_step = pruner.step
         elif method == "movement":
-            pruner = MovementPruner(model, sparsity, start_step=warmup, end_step=max(warmup + 1, until), scope=scope)
+            pruner = MovementPruner(model, sparsity, start_step=warmup, end_step=movement_end, scope=scope)
             on_step, param_groups = pruner.step, pruner.param_groups(score_lr)
         else:
-            pruner = SoftMovementPruner(model, final_lambda, start_step=warmup, end_step=max(warmup + 1, until))
+            pruner = SoftMovementPruner(model, final_lambda, start_step=warmup, end_step=movement_end)
             on_step, param_groups, penalty = pruner.step, pruner.param_groups(score_lr), pruner.penalty
         start = time.perf_counter()
         with frozen_embeddings(model, freeze_embeddings):  # the returned model trains like any other

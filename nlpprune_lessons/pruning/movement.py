@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from nlpprune_lessons.core.checks import check_positive_number
 from nlpprune_lessons.pruning.masks import SCOPES, check_fraction, install_mask, topk_mask
 from nlpprune_lessons.pruning.params import Param, check_params, is_pruned, param_name
 from nlpprune_lessons.pruning.schedule import cubic_sparsity
@@ -148,7 +149,8 @@ class MovementPruner:
 
     def finalize(self) -> dict[str, float]:
         """Replace the learned masks by ``torch.nn.utils.prune`` masks (those of the final scores: their
-        top-k, or for soft movement those above the final threshold) and drop the scores. Returns the sparsity of each weight by dotted name."""
+        top-k, or for soft movement those above the final threshold) and drop the scores. Returns the
+        sparsity of each weight by dotted name."""
         if self.finalized:
             raise RuntimeError("finalize() was already called")
         self._refresh()
@@ -186,13 +188,12 @@ class SoftMovementPruner(MovementPruner):
         params: Sequence[Param] | None = None,
         final_threshold: float = 0.1,
     ):
-        for value, name in ((final_lambda, "final_lambda"), (final_threshold, "final_threshold")):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        final_lambda = check_positive_number(final_lambda, "final_lambda", "the penalty's final strength")
+        final_threshold = check_positive_number(final_threshold, "final_threshold", "compared with sigmoid(score)")
         if not final_threshold < 1:
             raise ValueError(f"final_threshold is compared with sigmoid(score), so it must be < 1, got {final_threshold}")
         super().__init__(model, 0.0, start_step, end_step, params=params, scope="layer")
-        self.final_lambda, self.final_threshold = float(final_lambda), float(final_threshold)
+        self.final_lambda, self.final_threshold = final_lambda, final_threshold
         self.threshold, self.strength = 0.0, 0.0
 
     def _new_masks(self) -> list[torch.Tensor]:

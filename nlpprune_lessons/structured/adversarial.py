@@ -233,6 +233,11 @@ def _zero_share_reached(masked: UnitMaskedLM, sparsity: float) -> bool:
     return all(int(m.eq(0).sum()) >= round(sparsity * m.numel()) for m in masked.masks)
 
 
+def _relative_to_layer(momentum: torch.Tensor) -> torch.Tensor:
+    """A layer's momentum-averaged mask gradients divided by their mean magnitude."""
+    return momentum / momentum.abs().mean().clamp_min(1e-12)
+
+
 def _learn_masks(dense: RNNLanguageModel, data: SentenceData, objective, sparsity: float, l1: float, max_steps: int,
                  s: dict, seed: int, progress: bool, desc: str
                  ) -> tuple[UnitMaskedLM, StepHistory, list[torch.Tensor]]:
@@ -254,7 +259,7 @@ def _learn_masks(dense: RNNLanguageModel, data: SentenceData, objective, sparsit
         # gradient outruns any penalty). Then the proximal step of the rising L1 penalty (soft-thresholding).
         for mask, buffer in zip(masked.masks, momentum):
             buffer.mul_(0.9).add_(mask.grad, alpha=0.1)
-            mask.sub_(step_size * buffer / buffer.abs().mean().clamp_min(1e-12))
+            mask.sub_(step_size * _relative_to_layer(buffer))
             mask.grad = None
         step[0] += 1
         masked.shrink(step_size * l1 * step[0] / max_steps)
@@ -262,7 +267,7 @@ def _learn_masks(dense: RNNLanguageModel, data: SentenceData, objective, sparsit
     history = train_steps(masked, data, max_steps, objective, lr=s["lr"], seed=seed, progress=progress,
                           params=masked.weight_parameters(), after_step=prox_step,
                           until=lambda: _zero_share_reached(masked, sparsity), desc=desc)
-    scores = [torch.where(m.eq(0), -(b / b.abs().mean().clamp_min(1e-12)).clamp_min(0), m).detach().cpu()
+    scores = [torch.where(m.eq(0), -_relative_to_layer(b).clamp_min(0), m).detach().cpu()
               for m, b in zip(masked.masks, momentum)]
     return masked, history, scores
 
