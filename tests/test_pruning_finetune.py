@@ -544,6 +544,24 @@ def test_fine_pruning_starts_dense_then_ramps_and_soft_movement_lets_the_penalty
         compare_sparse_methods(pretrained, loaders, ["soft movement"], [0.9], {"soft movement": 1e-3}, progress=False)
 
 
+def test_ramp_steps_are_the_steps_where_each_method_prunes():
+    # fine-pruning over 957 steps: dense for the first third (movement's scores learn), the ramp, the hold
+    assert finetune.ramp_steps(957, "gradual", finetune.FINE_PRUNING) == (319, 638)
+    assert finetune.ramp_steps(957, "movement", finetune.FINE_PRUNING) == (319, 638)
+    assert finetune.ramp_steps(957, "soft movement", finetune.FINE_PRUNING) == (319, 638)
+    # pruning a fine-tuned model over one epoch of 319 steps: gradual from step 0, movement after 32 steps
+    assert finetune.ramp_steps(319, "gradual") == (0, 223)
+    assert finetune.ramp_steps(319, "movement") == (32, 223)
+    assert finetune.ramp_steps(319, "one-shot") == (0, 0)
+    assert finetune.ramp_steps(2, "movement") == (0, 1)  # never an empty ramp
+    with pytest.raises(ValueError, match="total"):
+        finetune.ramp_steps(0, "gradual")
+    with pytest.raises(ValueError, match="method"):
+        finetune.ramp_steps(10, "l0")
+    with pytest.raises(ValueError, match="schedule"):
+        finetune.ramp_steps(10, "gradual", {"prune_until": 0.5})
+
+
 def test_sparse_fine_tune_validates_arguments():
     with pytest.raises(ValueError, match="method"):
         sparse_fine_tune(tiny_bert(), toy_loader(), toy_loader(), "lottery", 0.5, lr=1e-3)

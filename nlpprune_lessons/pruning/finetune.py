@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from nlpprune_lessons.core import config
+from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.evaluate import evaluate_classifier
 from nlpprune_lessons.measure.memory import release_memory
 from nlpprune_lessons.pruning.masks import SCOPES, prune
@@ -42,11 +43,41 @@ SCHEDULE = dict(prune_until=0.7, movement_warmup=0.1, pruning_events=20, warmup_
 #: the cubic ramp until ``prune_until``, then training at the final sparsity. Every method uses the same
 #: two points (the reference code's magnitude baseline too), with 3 epochs: one of each.
 FINE_PRUNING = dict(SCHEDULE, prune_from=1 / 3, prune_until=2 / 3, movement_warmup=1 / 3)
+#: The movement scores' learning rate (Sanh et al.'s ``mask_scores_learning_rate``).
+SCORE_LR = 1e-2
 
 
 def _check_choice(value, allowed: Sequence, what: str) -> None:
     if value not in allowed:
         raise ValueError(f"{what} must be one of {tuple(allowed)}, got {value!r}")
+
+
+def _check_schedule(schedule: dict | None) -> dict:
+    """``schedule``, or :data:`SCHEDULE` for None, if it has the keys of a schedule."""
+    shape = SCHEDULE if schedule is None else schedule
+    if not isinstance(shape, dict) or not set(SCHEDULE) <= set(shape) <= set(FINE_PRUNING) or not (
+            0 <= shape.get("prune_from", 0) < shape["prune_until"] <= 1):
+        raise ValueError(f"schedule must be SCHEDULE or FINE_PRUNING (or a dict with their keys, "
+                         f"0 <= prune_from < prune_until <= 1), got {schedule!r}")
+    return shape
+
+
+def ramp_steps(total: int, method: str, schedule: dict | None = None) -> tuple[int, int]:
+    """The optimiser steps between which ``method``'s sparsity (soft movement: its threshold) rises, in a
+    run of ``total`` steps under ``schedule`` (default :data:`SCHEDULE`): gradual magnitude from
+    ``prune_from``, the movement variants after their warm-up, both until ``prune_until``; one-shot
+    prunes before the first step, ``(0, 0)``."""
+    _check_choice(method, METHODS, "method")
+    check_positive_int(total, "total", "optimiser steps of the run")
+    shape = _check_schedule(schedule)
+    if method == "one-shot":
+        return 0, 0
+    start = round(shape.get("prune_from", 0.0) * total)
+    until = max(start + 1, round(shape["prune_until"] * total))
+    if method == "gradual":
+        return start, until
+    warmup = max(start, round(shape["movement_warmup"] * total))
+    return warmup, max(warmup + 1, until)
 
 
 def sparse_fine_tune(
@@ -62,7 +93,7 @@ def sparse_fine_tune(
     kd_temperature: float = 2.0,
     kd_weight: float = 0.5,
     kd_hidden_weight: float = KD_HIDDEN_WEIGHT,
-    score_lr: float = 1e-2,
+    score_lr: float = SCORE_LR,
     final_lambda: float | None = None,
     scope: str = "global",
     teacher: nn.Module | None = None,
@@ -107,11 +138,7 @@ def sparse_fine_tune(
                          f"meaningless for the others; got method={method!r}, final_lambda={final_lambda!r}")
     if teacher is not None and not distill:
         raise ValueError("a teacher is only used with distill=True")
-    shape = SCHEDULE if schedule is None else schedule
-    if not isinstance(shape, dict) or not set(SCHEDULE) <= set(shape) <= set(FINE_PRUNING) or not (
-            0 <= shape.get("prune_from", 0) < shape["prune_until"] <= 1):
-        raise ValueError(f"schedule must be SCHEDULE or FINE_PRUNING (or a dict with their keys, "
-                         f"0 <= prune_from < prune_until <= 1), got {schedule!r}")
+    shape = _check_schedule(schedule)
     teacher = dense if teacher is None else teacher
     hidden_map = None
     if distill and kd_hidden_weight > 0:
@@ -123,10 +150,7 @@ def sparse_fine_tune(
     with config.seeded(seed):
         model = copy.deepcopy(dense).train()
         total = epochs * len(train_loader)
-        start_step = round(shape.get("prune_from", 0.0) * total)
-        until = max(start_step + 1, round(shape["prune_until"] * total))
-        warmup = max(start_step, round(shape["movement_warmup"] * total))
-        movement_end = max(warmup + 1, until)
+        start_step, until = ramp_steps(total, method, shape)
         on_step, param_groups, pruner, penalty = None, None, None, None
         if method == "one-shot":
             prune(model, sparsity, scope=scope)
@@ -135,10 +159,10 @@ def sparse_fine_tune(
                                    frequency=max(1, (until - start_step) // shape["pruning_events"]))
             on_step = pruner.step
         elif method == "movement":
-            pruner = MovementPruner(model, sparsity, start_step=warmup, end_step=movement_end, scope=scope)
+            pruner = MovementPruner(model, sparsity, start_step=start_step, end_step=until, scope=scope)
             on_step, param_groups = pruner.step, pruner.param_groups(score_lr)
         else:
-            pruner = SoftMovementPruner(model, final_lambda, start_step=warmup, end_step=movement_end)
+            pruner = SoftMovementPruner(model, final_lambda, start_step=start_step, end_step=until)
             on_step, param_groups, penalty = pruner.step, pruner.param_groups(score_lr), pruner.penalty
         start = time.perf_counter()
         with frozen_embeddings(model, freeze_embeddings):  # the returned model trains like any other

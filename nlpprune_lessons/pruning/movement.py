@@ -178,6 +178,8 @@ class SoftMovementPruner(MovementPruner):
 
     #: The reference code's per-matrix floor: at least ``int(MIN_KEPT * n) + 1`` weights survive.
     MIN_KEPT = 0.005
+    #: The reference code's final threshold on ``sigmoid(score)`` (its README's soft-movement command).
+    FINAL_THRESHOLD = 0.1
 
     def __init__(
         self,
@@ -186,7 +188,7 @@ class SoftMovementPruner(MovementPruner):
         start_step: int,
         end_step: int,
         params: Sequence[Param] | None = None,
-        final_threshold: float = 0.1,
+        final_threshold: float = FINAL_THRESHOLD,
     ):
         final_lambda = check_positive_number(final_lambda, "final_lambda", "the penalty's final strength")
         final_threshold = check_positive_number(final_threshold, "final_threshold", "compared with sigmoid(score)")
