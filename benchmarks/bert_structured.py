@@ -14,7 +14,12 @@ results/bert_structured.json and prints the tables and the course's targets:
 
 Runs: the plan without any recovery; the plan with logit distillation at each ``--lrs`` candidate
 (the learning rate is chosen on validation accuracy after the last step); then, at that rate, the
-other ``--variants``: ``hidden`` (logits + hidden states) and ``none`` (no teacher, plain fine-tuning).
+other ``--variants``: ``hidden`` (logits + hidden states) and ``none`` (no teacher, plain fine-tuning);
+then the dense control trained as long: the dense model, nothing cut, given the recovery of the
+variant chosen on validation once per plan step (same steps, learning rate, schedule, frozen
+embeddings and teacher), against which every variant's final model gets a verdict on test (a
+difference inside two standard errors is a tie). ``--no-control`` skips it: it takes somewhat longer
+than one variant's recoveries (the uncut model is the largest; its ``seconds`` are recorded).
 """
 
 from __future__ import annotations
@@ -29,11 +34,20 @@ from nlpprune_lessons.core import config
 from nlpprune_lessons.course.results import load_results, save_results
 from nlpprune_lessons.evaluate import evaluate_classifier
 from nlpprune_lessons.lessons import l06_bert, l07_sparse_bert, l08_slim_bert
-from nlpprune_lessons.lessons.l08_slim_bert import RECOVERY, SLIM_PLAN, vocabulary_pruned
+from nlpprune_lessons.lessons.l08_slim_bert import (
+    RECOVERY,
+    SLIM_PLAN,
+    against_control,
+    budget_label,
+    latency_view,
+    same_shape_speedup,
+    vocabulary_pruned,
+)
 from nlpprune_lessons.measure.size import file_size_bytes
 from nlpprune_lessons.structured.io import load_slim, save_slim
 from nlpprune_lessons.structured.slimming import (
     SLIM_KINDS,
+    dense_control,
     latency_table,
     remove_structures,
     slim_with_recovery,
@@ -62,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--variants", nargs="*", choices=VARIANTS[1:], default=list(VARIANTS[1:]),
                         help="recovery variants run at the chosen learning rate besides logit distillation")
     parser.add_argument("--epochs", type=int, default=RECOVERY["epochs"], help="recovery epochs per step")
+    parser.add_argument("--no-control", action="store_true",
+                        help="skip the dense control trained as long as the slim model (and its verdicts)")
     parser.add_argument("--remeasure", action="store_true",
                         help="only re-measure the latency and file sizes of the stages saved by the last run (e.g. "
                              "on a quiet machine) and update its results file")
@@ -73,13 +89,26 @@ def stage_dir():
     return config.cache_dir() / f"bert_structured-{config.mode().lower()}"
 
 
-def measure_latency(models: dict) -> tuple[pd.DataFrame, float]:
-    """Latency table of every stage and the last stage's speedup at batch 32 x 64 tokens."""
+CONTROL = "dense control"
+
+
+def measure_latency(models: dict, final: str) -> tuple[pd.DataFrame, float, dict | None]:
+    """Latency table of every model (median and IQR over rounds; speedups over the first, with their
+    quartiles), ``final``'s speedup at batch 32 x 64 tokens, and, when the dense control is timed too,
+    whether its speedup over dense (same shapes, other weights) is inside the IQR noise of 1."""
     latency = latency_table(models, **l08_slim_bert.slim_settings()["latency"], seed=SEED)
-    print(f"\nlatency (ms), {latency.threads.iloc[0]} threads:")
-    print(latency.pivot_table(index="model", columns=["batch", "seq_len"], values="ms", sort=False).round(1).to_string())
-    at = latency[(latency.batch == 32) & (latency.seq_len == 64)]
-    return latency, float(at.speedup.iloc[-1])
+    print(f"\nlatency (ms, median [IQR] over {l08_slim_bert.slim_settings()['latency']['rounds']} rounds), "
+          f"{latency.threads.iloc[0]} threads:")
+    for view in latency_view(latency):
+        print(view.to_string())
+    at = latency[(latency.batch == 32) & (latency.seq_len == 64)].set_index("model")
+    check = None
+    if CONTROL in at.index:
+        same = same_shape_speedup(latency, CONTROL)
+        print(same["text"])
+        check = {"same_shape_check": same["text"], "speedup": same["speedup"], "speedup_q1": same["q1"],
+                 "speedup_q3": same["q3"], "inside_noise": same["inside_noise"]}
+    return latency, float(at.loc[final, "speedup"]), check
 
 
 def speedup_target(speedup: float) -> dict:
@@ -106,17 +135,20 @@ def remeasure() -> int:
     """Re-time the saved stages and re-measure the files; replace those rows in the results file."""
     names = json.loads((stage_dir() / "stages.json").read_text())
     models = {name: load_slim(stage_dir() / f"{i}.safetensors") for i, name in enumerate(names)}
-    latency, speedup = measure_latency(models)
+    timed = models | ({CONTROL: load_slim(stage_dir() / "control.safetensors")}
+                      if (stage_dir() / "control.safetensors").exists() else {})
+    latency, speedup, check = measure_latency(timed, names[-1])
     path = config.results_dir() / "bert_structured.json"
     payload = load_results(path)
     dense_test = next(r["dense_test_accuracy"] for r in payload["records"] if "dense_test_accuracy" in r)
     targets = [speedup_target(speedup)] + file_targets(models[names[-1]], models[names[0]], dense_test)
     replaced = {t["target"] for t in targets}
-    records = [r for r in payload["records"] if r.get("experiment") != "latency" and r.get("target") not in replaced]
+    records = [r for r in payload["records"] if r.get("experiment") != "latency" and r.get("target") not in replaced
+               and "same_shape_check" not in r]
     for t in targets:
         print(f"{'MET ' if t['met'] else 'MISS'} {t['target']}: measured {t['measured']:.4f}")
-    save_results("bert_structured", records + latency.assign(experiment="latency").to_dict("records") + targets,
-                 seed=SEED)
+    save_results("bert_structured", records + latency.assign(experiment="latency").to_dict("records") + targets
+                 + ([check] if check else []), seed=SEED)
     return 0
 
 
@@ -173,7 +205,38 @@ def main() -> int:
     for i, model in enumerate(models.values()):
         save_slim(model, stage_dir() / f"{i}.safetensors")
     (stage_dir() / "stages.json").write_text(json.dumps(list(models)))
-    latency, speedup = measure_latency(models)
+
+    # the dense control trained as long, with the chosen variant's recipe, and every final's verdict
+    teachers = {"kd": "logits", "hidden": "logits + hidden states", "none": "none"}
+    slim_steps = [int(r["steps"]) for r in runs[0][2][1:]]
+    budgets = {v: budget_label(slim_steps, args.epochs, True, teachers[v]) for v, _, _ in runs}
+    dense_record = runs[0][2][0]
+    named_finals = {f"{v} (lr {lr:g})": records[-1] for v, lr, records in runs}
+
+    def verdict_table(against: dict, name: str) -> pd.DataFrame:
+        return against_control(named_finals, against, name).assign(
+            variant=[v for v, _, _ in runs], lr=[lr for _, lr, _ in runs], budget=[budgets[v] for v, _, _ in runs])
+
+    verdicts = verdict_table(dense_record, "dense (not trained further)")
+    control, timed = None, dict(models)
+    if not args.no_control:
+        control, control_model = dense_control(dense, loaders, RECOVERY | dict(lr=best_lr, epochs=args.epochs),
+                                               len(args.plan), distill=best_variant != "none",
+                                               hidden_distill=best_variant == "hidden", seed=SEED)
+        control |= {"variant": CONTROL, "recipe_of": best_variant, "lr": best_lr,
+                    "budget": budget_label([control["steps"] // len(args.plan)] * len(args.plan), args.epochs, True,
+                                           teachers[best_variant])}
+        save_slim(control_model, stage_dir() / "control.safetensors")
+        timed[CONTROL] = control_model
+        print(f"\n{CONTROL} ({control['budget']}, lr {best_lr:g}): validation {control['validation_accuracy']:.4f}, "
+              f"test {control['test_accuracy']:.4f} ({control['seconds'] / 60:.1f} min)")
+        verdicts = pd.concat([verdict_table(control, CONTROL), verdicts], ignore_index=True)
+    else:
+        (stage_dir() / "control.safetensors").unlink(missing_ok=True)
+    print("\nverdicts on test (a difference inside 2 standard errors is a tie):")
+    for row in verdicts.itertuples():
+        print(f"- {row.text} [{row.budget}]")
+    latency, speedup, same_shape = measure_latency(timed, list(models)[-1])
     curve = speed_accuracy(next(r for v, lr, r in runs if v == best_variant and lr == best_lr), latency)
     print(f"{best_variant}, lr {best_lr:g}:")
     print(curve[["stage", "test_accuracy", "flop_ratio", "speedup"]].round(3).to_string(index=False))
@@ -190,8 +253,9 @@ def main() -> int:
         print(f"{'MET ' if ok else 'MISS'} {label}: measured {measured:.4f}")
     seconds = time.perf_counter() - start
     print(f"\nbenchmark time: {seconds / 60:.1f} min")
-    save_results("bert_structured", no_recovery + table.to_dict("records")
-                 + latency.assign(experiment="latency").to_dict("records")
+    save_results("bert_structured", no_recovery + table.to_dict("records") + ([control] if control else [])
+                 + verdicts.assign(experiment="verdicts").to_dict("records")
+                 + latency.assign(experiment="latency").to_dict("records") + ([same_shape] if same_shape else [])
                  + [{"target": label, "measured": measured, "met": bool(ok)} for label, measured, ok in targets]
                  + [{"benchmark_seconds": seconds, "dense_test_accuracy": dense_test, "chosen_lr": best_lr,
                      "timed_variant": best_variant, "args": {**vars(args), "plan": [list(s) for s in args.plan]}}], seed=SEED)

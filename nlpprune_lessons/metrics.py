@@ -170,3 +170,34 @@ def compare_scores(a: Mapping[str, float], b: Mapping[str, float], metric: str, 
     difference = (a[value] - b[value] if metric == "accuracy" else math.log(b[value] / a[value]))
     standard_error = math.hypot(a[se], b[se])
     return {"difference": difference, "se": standard_error, "verdict": verdict(difference, standard_error)}
+
+
+def majority_share(labels: Sequence[int] | torch.Tensor) -> float:
+    """Share of the most frequent label in ``labels``: the accuracy of always predicting it."""
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or labels.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D sequence, got shape {tuple(labels.shape)}")
+    return torch.unique(labels, return_counts=True)[1].max().item() / labels.numel()
+
+
+def collapsed_to_majority(accuracy: float, n: int, majority: float) -> bool:
+    """Whether a classifier's ``accuracy`` on ``n`` examples is at the majority-class floor within the
+    noise: not at least :data:`VERDICT_SES` standard errors (:func:`binomial_standard_error` of
+    ``accuracy``) above ``majority``, the share of the most frequent class (:func:`majority_share`)."""
+    if isinstance(majority, bool) or not isinstance(majority, (int, float)) or not 0.0 <= majority <= 1.0:
+        raise ValueError(f"majority must be a share in [0, 1], got {majority!r}")
+    return verdict(accuracy - majority, binomial_standard_error(accuracy, n)) != "win"
+
+
+def mean_and_spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean of repeated measurements (e.g. random draws or seeds), their sample standard deviation
+    ``sd``, the standard error of the mean ``se = sd / sqrt(n)`` and the count ``n`` (at least 2)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"values must be a sequence of numbers, got {type(values).__name__}")
+    if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                  for v in values):
+        raise ValueError(f"values must be at least 2 finite numbers, got {values!r}")
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return {"mean": mean, "sd": sd, "se": sd / math.sqrt(n), "n": n}

@@ -53,3 +53,16 @@ def test_latency_rounds_reports_spread_and_paired_speedup():
     assert times["slow"].iqr_ms >= 0
     with pytest.raises(ValueError, match="reference must be one of"):
         latency_rounds({"a": lambda: None}, reference="b")
+
+
+def test_inside_iqr_noise_is_overlap_of_the_ranges():
+    from nlpprune_lessons.measure.latency import inside_iqr_noise
+
+    assert inside_iqr_noise((0.98, 1.03), (1.0, 1.0))
+    assert inside_iqr_noise((1.0, 2.0), (2.0, 3.0))  # touching counts as overlap
+    assert not inside_iqr_noise((1.05, 1.10), (1.0, 1.0))
+    assert not inside_iqr_noise((2.0, 2.1), (2.5, 2.7))
+    with pytest.raises(ValueError, match="q1 <= q3"):
+        inside_iqr_noise((1.1, 1.0), (1.0, 1.0))
+    with pytest.raises(TypeError, match="pair"):
+        inside_iqr_noise(1.0, (1.0, 1.0))

@@ -50,3 +50,35 @@ def test_verdict_calls_a_difference_inside_two_standard_errors_a_tie():
                 dict(difference="0.1", standard_error=0.1)):
         with pytest.raises(ValueError):
             verdict(**bad)
+
+
+def test_majority_share_and_collapse_to_the_majority_class():
+    from nlpprune_lessons.metrics import collapsed_to_majority, majority_share
+
+    assert majority_share([1, 0, 1, 1]) == 0.75
+    assert majority_share(torch.tensor([0, 0, 1])) == pytest.approx(2 / 3)
+    se = binomial_standard_error(0.60, 1000)  # about 0.0155
+    assert collapsed_to_majority(0.60, 1000, 0.58)  # 0.02 above: inside two standard errors
+    assert not collapsed_to_majority(0.60 + 0.0, 1000, 0.60 - 2.01 * se)
+    assert collapsed_to_majority(0.40, 1000, 0.58)  # below the floor counts too
+    for bad in ([], [[0, 1]]):
+        with pytest.raises(ValueError, match="labels must be"):
+            majority_share(bad)
+    with pytest.raises(ValueError, match="majority must be"):
+        collapsed_to_majority(0.6, 100, 1.5)
+    with pytest.raises(ValueError, match="n must be"):
+        collapsed_to_majority(0.6, 0, 0.5)
+
+
+def test_mean_and_spread_of_repeated_measurements():
+    from nlpprune_lessons.metrics import mean_and_spread
+
+    out = mean_and_spread([0.70, 0.72, 0.74])
+    assert out["mean"] == pytest.approx(0.72) and out["sd"] == pytest.approx(0.02)
+    assert out["se"] == pytest.approx(0.02 / math.sqrt(3)) and out["n"] == 3
+    with pytest.raises(ValueError, match="at least 2"):
+        mean_and_spread([0.7])
+    with pytest.raises(ValueError, match="at least 2"):
+        mean_and_spread([0.7, float("nan")])
+    with pytest.raises(TypeError, match="sequence"):
+        mean_and_spread("0.7")

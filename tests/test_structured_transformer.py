@@ -372,8 +372,47 @@ def test_slim_with_recovery_runs_the_plan_and_recovers_with_hidden_distillation(
     latency = latency_table({k: models[k] for k in ("dense", "heads + ffn + layers")}, batch_sizes=(2,),
                             seq_lens=(8,), rounds=1, repeats=3, warmup=0)
     assert len(latency) == 2 and latency.speedup.iloc[0] == 1.0
+    assert (latency.speedup_q1 <= latency.speedup).all() and (latency.speedup <= latency.speedup_q3).all()
+    assert all(0 < r["test_accuracy_se"] < 1 and "before_validation_accuracy_se" in r for r in records)
     table = speed_accuracy([records[0], records[-1]], latency, batch=2, seq_len=8)
     assert table.flop_ratio.iloc[1] > 1 and table.speedup.notna().all()
+
+
+@pytest.mark.slow
+def test_dense_control_trains_an_uncut_copy_as_long_as_the_plan_with_the_same_recipe(monkeypatch):
+    from nlpprune_lessons.structured import slimming
+    from nlpprune_lessons.structured.slimming import dense_control
+
+    calls, recover = [], slimming.recover
+    monkeypatch.setattr(slimming, "recover", lambda *a, **k: calls.append((a[1], k["hidden_map"])) or recover(*a, **k))
+    dense = tiny_bert(layers=3)
+    before = {k: v.clone() for k, v in dense.state_dict().items()}
+    loaders = {"train": toy_loader(n=32, seed=1), "validation": toy_loader(n=16, seed=2),
+               "test": toy_loader(n=16, seed=3)}
+    record, control = dense_control(dense, loaders, RECOVERY | dict(lr=1e-3), 3, hidden_distill=True)
+    assert [teacher is dense for teacher, _ in calls] == [True] * 3  # distilled from the untouched dense model
+    assert calls[0][1] == {1: 1, 2: 2, 3: 3}
+    assert record["rounds"] == 3 and record["steps"] == 3 * 4 and record["stage"] == "dense control"
+    assert 0 < record["test_accuracy_se"] < 1 and layer_shapes(control) == layer_shapes(dense)
+    assert all(torch.equal(v, dense.state_dict()[k]) for k, v in before.items())  # the teacher is not trained
+    assert torch.equal(control.bert.embeddings.word_embeddings.weight, dense.bert.embeddings.word_embeddings.weight)
+    assert not torch.equal(control.classifier.weight, dense.classifier.weight) and not control.training
+    calls.clear()
+    dense_control(dense, loaders, RECOVERY | dict(lr=1e-3), 1, distill=False)
+    assert calls == [(None, None)]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rounds=0), "rounds must be"), (dict(rounds=True), "rounds must be"),
+    (dict(rounds=1, distill=False, hidden_distill=True), "hidden_distill needs"),
+    (dict(rounds=1, recipe={"lr": 1e-3}), "missing"),
+])
+def test_dense_control_rejects_bad_arguments(kwargs, message):
+    from nlpprune_lessons.structured.slimming import dense_control
+
+    kwargs = dict(recipe=RECOVERY) | kwargs
+    with pytest.raises(ValueError, match=message):
+        dense_control(tiny_bert(), {"train": toy_loader()}, **kwargs)
 
 
 @pytest.mark.parametrize("plan, message", [

@@ -215,9 +215,12 @@ RESULTS_PAGES: dict[str, ResultsPage] = {
         "Lesson 08: slim BERT", ("bert_structured.json",),
         "MiniLM slimmed step by step (attention heads, FFN neurons, whole layers), each step recovered by "
         "fine-tuning distilled from the dense teacher, and the same cuts without recovery: accuracy before "
-        "and after recovery, parameters, FLOPs, file size, measured latency and the course's targets. "
-        "`python benchmarks/bert_structured.py` reproduces it; the run's arguments are in its benchmark-run "
-        "table."),
+        "and after recovery with its standard error, parameters, FLOPs, file size, a dense control trained "
+        "with the same recipe for the same steps and each slim model's verdict against it and against the "
+        "untrained dense model (a difference under two standard errors is a tie), measured latency (median "
+        "and interquartile range over alternating rounds, the dense control's speedup showing the noise) and "
+        "the course's targets. `python benchmarks/bert_structured.py` reproduces it; the run's arguments are "
+        "in its benchmark-run table."),
     "09_pruning_for_generation": ResultsPage(
         "Lesson 09: pruning for generation", ("lm_pruning.json",),
         "SmolLM2-135M pruned one-shot by magnitude and Wanda, per row and in the N:M pattern, with a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -108,3 +109,15 @@ def compare_latency(candidates: Mapping[str, Callable[[], object]], *, rounds: i
     the spread (use that function to report the interquartile range and paired speedups)."""
     return {name: t.median_ms for name, t in
             latency_rounds(candidates, rounds=rounds, repeats=repeats, warmup=warmup).items()}
+
+
+def inside_iqr_noise(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two timings (or speedups), each given as its interquartile range ``(q1, q3)``, differ
+    only inside the noise: their ranges overlap. A value measured once is the range ``(v, v)``."""
+    for name, r in (("a", a), ("b", b)):
+        if (not isinstance(r, (tuple, list)) or len(r) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)):
+            raise TypeError(f"{name} must be a pair (q1, q3) of finite numbers, got {r!r}")
+        if r[0] > r[1]:
+            raise ValueError(f"{name} must be (q1, q3) with q1 <= q3, got {r!r}")
+    return a[0] <= b[1] and b[0] <= a[1]

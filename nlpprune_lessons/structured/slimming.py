@@ -4,6 +4,7 @@ from the dense teacher (logits and, optionally, hidden states), reusing lessons 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
@@ -105,6 +106,15 @@ def recover(student: nn.Module, teacher: nn.Module | None, loaders: Mapping[str,
         return history
 
 
+def _accuracies(model: nn.Module, loaders: Mapping[str, Iterable[dict]], prefix: str = "") -> dict:
+    """Validation and test accuracy of ``model`` with their binomial standard errors."""
+    out = {}
+    for split in ("validation", "test"):
+        scores = evaluate_classifier(model, loaders[split])
+        out |= {f"{prefix}{split}_accuracy": scores["accuracy"], f"{prefix}{split}_accuracy_se": scores["accuracy_se"]}
+    return out
+
+
 def _score_batches(loader, count: int) -> list[dict]:
     sampler = getattr(loader, "batch_sampler", None)
     if hasattr(sampler, "set_epoch"):  # the same batches whatever trained before
@@ -129,8 +139,9 @@ def slim_with_recovery(
     when ``distill``; ``hidden_distill`` also matches every kept layer's hidden state to the teacher
     layer it came from), evaluate again ("after").
 
-    Returns one record per stage (``dense`` first: accuracies, parameters, heads, FFN neurons, layers,
-    encoder FLOPs at 64 tokens, file MB, seconds) and the model after each stage, by stage name
+    Returns one record per stage (``dense`` first: accuracies with their standard errors ``*_se``,
+    parameters, heads, FFN neurons, layers, encoder FLOPs at 64 tokens, file MB, seconds; ``steps`` of
+    recovery) and the model after each stage, by stage name
     (``"dense"`` is ``dense`` itself, which ends in eval mode on the training device).
     """
     from tqdm.auto import tqdm
@@ -150,8 +161,7 @@ def slim_with_recovery(
                 "encoder_gflops_s64": encoder_flops(model, 64) / 1e9, "file_MB": file_size_bytes(model) / 1e6}
 
     def accuracy(model: nn.Module, prefix: str) -> dict:
-        return {f"{prefix}{split}_accuracy": evaluate_classifier(model, loaders[split])["accuracy"]
-                for split in ("validation", "test")}
+        return _accuracies(model, loaders, prefix)
 
     scores = accuracy(dense, "")
     records = [{"stage": "dense", "kind": None, "amount": None, **scores,
@@ -176,13 +186,56 @@ def slim_with_recovery(
     return records, models
 
 
+def dense_control(
+    dense: nn.Module,
+    loaders: Mapping[str, Iterable[dict]],
+    recipe: Mapping,
+    rounds: int,
+    *,
+    distill: bool = True,
+    hidden_distill: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[dict, nn.Module]:
+    """The dense control of :func:`slim_with_recovery`: a copy of ``dense`` that nothing is cut from,
+    trained ``rounds`` times by :func:`recover` with ``recipe`` (the optimiser, schedule, frozen
+    embeddings and seed of every recovery step; distilled from ``dense`` when ``distill``, each layer's
+    hidden state also matched to the teacher's same layer when ``hidden_distill``). With ``rounds`` =
+    the plan's number of steps it gets the slim model's training budget exactly.
+
+    Returns a record like the stage records (``stage`` "dense control", accuracies with ``*_se``,
+    ``rounds``, total ``steps``, ``seconds``) and the trained model, in eval mode."""
+    check_recipe(recipe)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1 (the plan's number of steps), got {rounds!r}")
+    if hidden_distill and not distill:
+        raise ValueError("hidden_distill needs distill=True (the dense model is the teacher)")
+    dense = dense.eval()
+    start = time.perf_counter()
+    control = copy.deepcopy(dense)
+    layers = len(layer_shapes(dense))
+    hidden_map = {i: i for i in range(1, layers + 1)} if hidden_distill else None
+    steps = 0
+    for _ in range(rounds):
+        history = recover(control, dense if distill else None, loaders, recipe, hidden_map=hidden_map, seed=seed,
+                          progress=progress)
+        steps += len(history.step_loss)
+    control.eval()
+    record = {"stage": "dense control", "kind": None, "amount": None, **_accuracies(control, loaders),
+              "parameters": sum(p.numel() for p in control.parameters()), "layers": layers,
+              "rounds": rounds, "steps": steps, "seconds": time.perf_counter() - start}
+    release_memory()
+    return record, control
+
+
 def latency_table(models: Mapping[str, nn.Module], *, batch_sizes: Sequence[int] = (1, 32),
                   seq_lens: Sequence[int] = (64, 128), vocab_size: int | None = None, rounds: int = 3,
                   repeats: int = 10, warmup: int = 2, seed: int = 0) -> pd.DataFrame:
     """CPU/GPU latency (ms, :func:`~nlpprune_lessons.measure.latency.latency_rounds`: alternating rounds,
     median and interquartile range of the round medians) of every model at every batch size x sequence
     length, on seeded random token ids with no padding, and each model's speedup over the first one
-    (median per-round ratio). The thread count is a column."""
+    (median per-round ratio, with its quartiles ``speedup_q1`` / ``speedup_q3``). The thread count is a
+    column."""
     if not models:
         raise ValueError("models must name at least one model")
     vocab_size = vocab_size or min(m.config.vocab_size for m in models.values())
@@ -197,7 +250,8 @@ def latency_table(models: Mapping[str, nn.Module], *, batch_sizes: Sequence[int]
             times = latency_rounds({name: (lambda m=m, x=device_inputs[name]: m(**x)) for name, m in models.items()},
                                    rounds=rounds, repeats=repeats, warmup=warmup)
             rows += [{"model": name, "batch": batch, "seq_len": seq, "ms": t.median_ms, "ms_iqr": t.iqr_ms,
-                      "speedup": t.speedup, "threads": torch.get_num_threads()} for name, t in times.items()]
+                      "speedup": t.speedup, "speedup_q1": t.speedup_q1, "speedup_q3": t.speedup_q3,
+                      "threads": torch.get_num_threads()} for name, t in times.items()]
     return pd.DataFrame(rows)
 
 
