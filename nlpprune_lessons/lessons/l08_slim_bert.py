@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nlpprune_lessons.core import config
+from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.measure.latency import inside_iqr_noise
 from nlpprune_lessons.metrics import VERDICT_SES, collapsed_to_majority, compare_scores, mean_and_spread
 from nlpprune_lessons.structured.transformer import remove_vocabulary, vocabulary_map
@@ -74,8 +75,7 @@ def random_scores(shapes: Sequence[int | tuple[int, ...]], draws: int, seed: int
     neurons). Ranking by them removes a random choice; several draws show its spread."""
     if isinstance(shapes, (str, bytes)) or not isinstance(shapes, Sequence) or not shapes:
         raise TypeError(f"shapes must be a non-empty list of ints or tuples of ints, got {shapes!r}")
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be an int >= 1, got {draws!r}")
+    check_positive_int(draws, "draws")
     generator = torch.Generator().manual_seed(seed)
     return [[torch.rand(shape, generator=generator) for shape in shapes] for _ in range(draws)]
 
@@ -100,8 +100,7 @@ def budget_label(steps: Sequence[int], epochs: int, embeddings_frozen: bool, tea
     if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in steps):
         raise ValueError(f"steps must be a non-empty list of step counts per round, got {steps!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    check_positive_int(epochs, "epochs")
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {TEACHERS}, got {teacher!r}")
     rounds = (f"{steps[0]} steps" if len(steps) == 1 else f"{len(steps)} x {steps[0]} steps"

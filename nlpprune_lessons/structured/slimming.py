@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nlpprune_lessons.core import config
+from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.evaluate import evaluate_classifier
 from nlpprune_lessons.measure.latency import latency_rounds
 from nlpprune_lessons.measure.memory import release_memory
@@ -206,8 +207,7 @@ def dense_control(
     Returns a record like the stage records (``stage`` "dense control", accuracies with ``*_se``,
     ``rounds``, total ``steps``, ``seconds``) and the trained model, in eval mode."""
     check_recipe(recipe)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1 (the plan's number of steps), got {rounds!r}")
+    check_positive_int(rounds, "rounds", "the plan's number of steps")
     if hidden_distill and not distill:
         raise ValueError("hidden_distill needs distill=True (the dense model is the teacher)")
     dense = dense.eval()
