@@ -74,10 +74,19 @@ def generate(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 40,
 
 
 # --------------------------------------------------------------------------- language models
-@torch.no_grad()
 def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, stride: int | None = None,
                *, progress=None) -> float:
-    """Token-weighted perplexity of a causal LM on ``text``: ``exp`` of the mean next-token loss.
+    """Token-weighted perplexity of a causal LM on ``text``: ``exp`` of the mean next-token loss
+    (:func:`perplexity_scores` without the noise; see it for the arguments)."""
+    return perplexity_scores(model, tokenizer, text, window, stride, progress=progress)["perplexity"]
+
+
+@torch.no_grad()
+def perplexity_scores(model: torch.nn.Module, tokenizer, text: str, window: int = 512, stride: int | None = None,
+                      *, progress=None) -> dict[str, float]:
+    """Token-weighted mean next-token ``loss`` (nats) and ``perplexity`` of a causal LM on ``text``,
+    with the noise when two or more windows are scored: ``loss_se`` and the 95% interval
+    ``perplexity_low`` / ``perplexity_high``, bootstrapped over the windows (seed 0, so repeatable).
 
     The text is tokenised once (no BOS added) and read in windows of ``window`` tokens. With
     ``stride=None`` the windows do not overlap and the first token of each window is context only
@@ -101,7 +110,7 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, 
     was_training = model.training
     model.eval()
     starts = range(0, ids.numel() - 1, stride)
-    total, count, scored_until = 0.0, 0, 1  # token 0 has no context and is never scored
+    window_nll, window_tokens, scored_until = [], [], 1  # token 0 has no context and is never scored
     try:
         for begin in (progress(starts, desc="perplexity", unit="window") if progress else starts):
             end = min(begin + window, ids.numel())
@@ -109,15 +118,16 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, 
             if first < end:
                 keep = end - first + 1  # logits at positions first-1 .. end-1 (the last one is unused)
                 logits = model(input_ids=ids[begin:end].unsqueeze(0).to(device), logits_to_keep=keep).logits[0, :-1]
-                total += torch.nn.functional.cross_entropy(
-                    logits.float(), ids[first:end].to(device), reduction="sum").item()
-                count += end - first
+                window_nll.append(torch.nn.functional.cross_entropy(
+                    logits.float(), ids[first:end].to(device), reduction="sum").item())
+                window_tokens.append(end - first)
                 scored_until = end
             if end == ids.numel():
                 break
     finally:
         model.train(was_training)
-    return token_perplexity(total, count)["perplexity"]
+    return _perplexity_with_noise(torch.tensor(window_nll, dtype=torch.float64),
+                                  torch.tensor(window_tokens, dtype=torch.float64))
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -1,5 +1,5 @@
-"""Lesson 09: perplexity, generation, N:M and per-row masks, Wanda, the SparseGPT-style update and
-block-by-block pruning of a causal LM (on a tiny random Llama; the real SmolLM2 runs in notebook 09)."""
+"""Lesson 09: perplexity, generation, N:M and per-row masks, Wanda, the OBS update under a fixed mask,
+SparseGPT, magnitude tie-breaking and block-by-block pruning of a causal LM (on a tiny random Llama; the real SmolLM2 runs in notebook 09)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from transformers import LlamaForCausalLM
 
 from nlpprune_lessons.core.assets import MissingAssetError
 from nlpprune_lessons.data import book_text
-from nlpprune_lessons.evaluate import generate, perplexity
+from nlpprune_lessons.evaluate import generate, perplexity, perplexity_scores
 from nlpprune_lessons.lessons import l09_generation
 from nlpprune_lessons.lessons.exercises import ExerciseError, check_nm_mask
 from nlpprune_lessons.models.transformers import load_causal_lm
+from nlpprune_lessons.pruning import calibrated
 from nlpprune_lessons.pruning import (
     InputStats,
     default_params,
@@ -30,6 +31,7 @@ from nlpprune_lessons.pruning import (
     row_mask,
     sparsegpt_prune,
     sparsegpt_update,
+    tie_broken_scores,
     wanda_scores,
 )
 from nlpprune_lessons.training.causal_lm import fine_tune_causal_lm
@@ -233,6 +235,11 @@ def test_sparsegpt_chooses_its_mask_during_the_sweep_as_the_published_code_does(
                                sparsegpt_reference(weight, h, 0.5, block_size=8))
     torch.testing.assert_close(sparsegpt_prune(weight.double(), h, "2:4"),
                                sparsegpt_reference(weight, h, 0.5, prune_n=2, prune_m=4))
+    wide_x = torch.randn(400, 96, generator=gen) + torch.randn(400, 1, generator=gen)
+    wide, wide_h = torch.randn(8, 96, generator=gen), (wide_x.T @ wide_x).double()
+    assert 64 > calibrated.SOLVE_COLUMNS  # a mask block solved in several chunks gives the same result
+    torch.testing.assert_close(sparsegpt_prune(wide.double(), wide_h, 0.5, block_size=64),
+                               sparsegpt_reference(wide, wide_h, 0.5, block_size=64))
     result = sparsegpt_prune(weight, x.T @ x, 0.5, block_size=8)
     per_block = (result == 0).view(16, 4, 8).sum((0, 2))
     assert torch.equal(per_block, torch.full((4,), 64))  # exact per block of columns ...
@@ -347,6 +354,51 @@ def test_prune_causal_lm_with_sparsegpt_chooses_its_mask_and_updates():
         prune_causal_lm(tiny_llama(), 0.5, "sparsegpt")
 
 
+def test_tie_broken_scores_order_only_equal_scores_by_the_secondary_key():
+    scores = torch.tensor([[1.0, 2.0, 2.0, 3.0], [5.0, 5.0, 5.0, 0.0]])
+    secondary = torch.tensor([0.0, 9.0, 1.0, 0.0])  # one value per input feature, broadcast over rows
+    ranks = tie_broken_scores(scores, secondary)
+    assert ranks.tolist() == [[0.0, 2.0, 1.0, 3.0], [1.0, 3.0, 2.0, 0.0]]
+    assert row_mask(ranks, 0.5).tolist() == [[0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]]
+    with pytest.raises(ValueError, match="broadcast"):
+        tie_broken_scores(scores, torch.zeros(3))
+    with pytest.raises(TypeError):
+        tie_broken_scores(scores.long(), secondary)
+    with pytest.raises(ValueError, match="2-D"):
+        tie_broken_scores(scores[0], secondary)
+
+
+@pytest.mark.parametrize("tie_break", ["random", "activation"])
+def test_prune_causal_lm_breaks_magnitude_ties_without_changing_which_magnitudes_are_kept(tie_break):
+    plain, broken = tiny_llama(), tiny_llama()
+    for model in (plain, broken):  # round the weights so that many |W| tie, as in a 4-bit file
+        with torch.no_grad():
+            for module, name in default_params(model):
+                weight = getattr(module, name)
+                weight.copy_((weight / weight.std() * 2).round() * (weight.std() / 2))
+    prune_causal_lm(plain, 0.5, "magnitude")
+    data = calibration() if tie_break == "activation" else None
+    prune_causal_lm(broken, 0.5, "magnitude", data, tie_break=tie_break, seed=3)
+    changed = False
+    for (a, _), (b, _) in zip(default_params(plain), default_params(broken)):
+        assert torch.all((a.weight == 0).sum(1) == (b.weight == 0).sum(1))
+        assert torch.equal(a.weight.abs().sort(1).values, b.weight.abs().sort(1).values)  # same kept magnitudes
+        changed |= not torch.equal(a.weight == 0, b.weight == 0)
+    assert changed  # ... but other weights among the ties
+
+
+def test_prune_causal_lm_rejects_bad_tie_breaks():
+    model = tiny_llama()
+    with pytest.raises(ValueError, match="unknown tie_break"):
+        prune_causal_lm(model, 0.5, "magnitude", tie_break="coin")
+    with pytest.raises(ValueError, match="method='magnitude'"):
+        prune_causal_lm(model, 0.5, "wanda", calibration(), tie_break="random")
+    with pytest.raises(ValueError, match="calibration"):
+        prune_causal_lm(model, 0.5, "magnitude", tie_break="activation")
+    with pytest.raises(ValueError, match="seed"):
+        prune_causal_lm(model, 0.5, "magnitude", tie_break="random", seed=-1)
+
+
 def test_prune_causal_lm_rejects_bad_arguments():
     model = tiny_llama()
     with pytest.raises(ValueError, match="calibration"):
@@ -458,17 +510,46 @@ def test_pruned_run_fine_tunes_with_zeros_kept_and_labels_the_dense_control(monk
     settings = l09_generation.LM_SETTINGS | dict(window=16, max_new_tokens=4, batch_size=4,
                                              fine_tune=l09_generation.LM_SETTINGS["fine_tune"] | dict(batch_size=4))
     text, train_ids = "the quick brown fox jumps over the lazy dog " * 4, calibration(seed=5, sequences=8)
-    tuned = l09_generation.pruned_run("wanda", 0.5, calibration(), text, settings, train_ids=train_ids)
+    texts = {"validation": text}
+    tuned = l09_generation.pruned_run("wanda", 0.5, calibration(), texts, settings, train_ids=train_ids)
     assert tuned["method"] == "wanda + fine-tune" and tuned["fine_tune_steps"] == 2
     assert tuned["prunable_sparsity"] == pytest.approx(0.5) and tuned["fine_tune_zeros_after"] == tuned["fine_tune_zeros_kept"]
-    distilled = l09_generation.pruned_run("wanda", 0.5, calibration(), text, settings, update=True, train_ids=train_ids,
+    assert "test_perplexity" not in tuned  # only the texts passed are read
+    distilled = l09_generation.pruned_run("wanda", 0.5, calibration(), texts, settings, update=True, train_ids=train_ids,
                                       distill=True)
-    assert distilled["method"] == "wanda + update + distilled fine-tune" and distilled["fine_tune_distill"]
-    control = l09_generation.pruned_run("magnitude", 0.0, None, text, settings, train_ids=train_ids)
+    assert distilled["method"] == "wanda mask + OBS update + distilled fine-tune" and distilled["fine_tune_distill"]
+    control = l09_generation.pruned_run("magnitude", 0.0, None, texts, settings, train_ids=train_ids)
     assert control["method"] == "dense + fine-tune" and control["fine_tune_zeros_kept"] == 0
-    assert control["perplexity"] != tuned["perplexity"]
+    assert control["validation_perplexity"] != tuned["validation_perplexity"]
     with pytest.raises(ValueError, match="pass train_ids"):
-        l09_generation.pruned_run("wanda", 0.5, calibration(), text, settings, distill=True)
+        l09_generation.pruned_run("wanda", 0.5, calibration(), texts, settings, distill=True)
+    with pytest.raises(ValueError, match="texts must map"):
+        l09_generation.pruned_run("wanda", 0.5, calibration(), text, settings)
+
+
+@pytest.mark.slow
+def test_tuned_run_chooses_the_learning_rate_on_validation_and_reads_test_once(monkeypatch):
+    monkeypatch.setattr(l09_generation, "load_causal_lm", lambda: (tiny_llama(tie=True), CharTokenizer()))
+    settings = l09_generation.LM_SETTINGS | dict(window=16, max_new_tokens=4, batch_size=4,
+                                             fine_tune=l09_generation.LM_SETTINGS["fine_tune"] | dict(batch_size=4,
+                                                                                                lrs=(1e-5, 3e-3)))
+    texts = {"validation": "the quick brown fox jumps over the lazy dog " * 4,
+             "test": "a different text to score, read once at the end " * 4}
+    measured = []
+    real_measure = l09_generation.measure
+    monkeypatch.setattr(l09_generation, "measure", lambda model, tok, on, st: measured.append(sorted(on))
+                        or real_measure(model, tok, on, st))
+    record = l09_generation.tuned_run("wanda", 0.5, calibration(), texts, settings,
+                                      train_ids=calibration(seed=5, sequences=8))
+    assert measured == [["validation"], ["validation"], ["test"]]
+    assert record["fine_tune_lrs"] == [1e-5, 3e-3] and len(record["fine_tune_lr_validation_perplexity"]) == 2
+    best = min(range(2), key=lambda i: record["fine_tune_lr_validation_perplexity"][i])
+    assert record["fine_tune_lr"] == settings["fine_tune"]["lrs"][best]
+    assert record["validation_perplexity"] == min(record["fine_tune_lr_validation_perplexity"])
+    assert "test_perplexity" in record and "test_loss_se" in record
+    with pytest.raises(ValueError, match="validation"):
+        l09_generation.tuned_run("wanda", 0.5, calibration(), {"test": texts["test"]}, settings,
+                                 train_ids=calibration(seed=5, sequences=8))
 
 
 # --------------------------------------------------------------------------- perplexity and generation
@@ -526,6 +607,16 @@ def test_perplexity_rejects_bad_arguments(kwargs):
         perplexity(tiny_llama(), CharTokenizer(), **args)
 
 
+def test_perplexity_scores_give_the_same_perplexity_with_its_loss_and_noise():
+    model, tok = tiny_llama(), CharTokenizer()
+    text = "the quick brown fox jumps over the lazy dog " * 3
+    scores = perplexity_scores(model, tok, text, window=16)
+    assert scores["perplexity"] == pytest.approx(perplexity(model, tok, text, window=16), rel=1e-9)
+    assert scores["loss"] == pytest.approx(math.log(scores["perplexity"]))
+    assert scores["loss_se"] > 0 and scores["perplexity_low"] <= scores["perplexity"] <= scores["perplexity_high"]
+    assert "loss_se" not in perplexity_scores(model, tok, "a short one", window=512)  # one window: no spread
+
+
 def test_generate_is_seeded_and_leaves_the_callers_random_state_alone():
     model, tok = tiny_llama(), CharTokenizer()
     assert generate(model, tok, "once upon", 8) == generate(model, tok, "once upon", 8)
@@ -552,8 +643,18 @@ def test_calibration_ids_are_seeded_nested_and_never_from_the_evaluation_book():
     assert small.shape == (4, 32) and small.dtype == torch.long
     assert torch.equal(large[:4], small)
     assert not torch.equal(l09_generation.calibration_ids(tok, 4, 32, seed=1), small)
-    with pytest.raises(ValueError, match="leak"):
+    with pytest.raises(ValueError, match="leak the test"):
         l09_generation.calibration_ids(tok, 4, 32, books=(l09_generation.EVAL_BOOK,))
+    with pytest.raises(ValueError, match="leak the validation"):
+        l09_generation.calibration_ids(tok, 4, 32, books=("austen-emma.txt", l09_generation.VALIDATION_BOOK))
+    with pytest.raises(ValueError, match="non-empty list"):
+        l09_generation.calibration_ids(tok, 4, 32, books="austen-emma.txt")
+
+
+def test_the_validation_book_is_neither_the_test_book_nor_a_calibration_book():
+    assert l09_generation.VALIDATION_BOOK != l09_generation.EVAL_BOOK
+    assert l09_generation.VALIDATION_BOOK not in l09_generation.CALIBRATION_BOOKS
+    assert l09_generation.SPLITS == ("validation", "test")
 
 
 class ExactCharTokenizer:
@@ -572,6 +673,82 @@ def test_heldout_text_is_the_start_of_the_evaluation_books_prose():
     assert text == book[book.index(l09_generation.EVAL_START):][:200]
     with pytest.raises(ValueError):
         l09_generation.heldout_text(ExactCharTokenizer(), 10**9)
+
+
+@pytest.mark.assets
+def test_validation_text_is_the_start_of_the_validation_books_prose_and_not_the_test_text():
+    text = l09_generation.validation_text(ExactCharTokenizer(), 200)
+    book = book_text(l09_generation.VALIDATION_BOOK)
+    assert text.startswith(l09_generation.VALIDATION_START) and len(text) == 200
+    assert text == book[book.index(l09_generation.VALIDATION_START):][:200]
+    assert text != l09_generation.heldout_text(ExactCharTokenizer(), 200)
+    texts = l09_generation.lesson_texts(ExactCharTokenizer(), {"eval_tokens": 50})
+    assert texts == {"validation": text[:50], "test": l09_generation.heldout_text(ExactCharTokenizer(), 50)}
+    with pytest.raises(ValueError):
+        l09_generation.validation_text(ExactCharTokenizer(), 10**9)
+
+
+@pytest.mark.parametrize("tokens", [1, 0, True, 2.5, "200"])
+def test_validation_and_test_texts_refuse_a_bad_token_count(tokens):
+    for reader in (l09_generation.validation_text, l09_generation.heldout_text):
+        with pytest.raises(ValueError, match="tokens"):
+            reader(ExactCharTokenizer(), tokens)
+
+
+def test_validation_text_refuses_something_that_is_not_a_tokenizer():
+    with pytest.raises(TypeError, match="tokenizer"):
+        l09_generation.validation_text("not a tokenizer", 200)
+
+
+def test_measure_checks_its_texts_and_repetition_counts_repeated_word_pairs():
+    for texts in ("a text", {}, {"train": "a text"}, {"validation": ""}):
+        with pytest.raises(ValueError):
+            l09_generation.check_texts(texts)
+    assert l09_generation.repetition("a b c d") == 1.0
+    assert l09_generation.repetition("a b a b a b") == pytest.approx(2 / 5)
+    assert l09_generation.repetition("alone") == 0.0
+    with pytest.raises(TypeError):
+        l09_generation.repetition(["a", "b"])
+    settings = dict(window=16, max_new_tokens=4)
+    record = l09_generation.measure(tiny_llama(), CharTokenizer(), {"validation": "some words to read " * 4}, settings)
+    assert {"validation_loss", "validation_perplexity", "validation_loss_se", "continuation", "distinct2"} <= set(record)
+    assert not any(key.startswith("test_") for key in record)
+
+
+def test_loss_increase_and_run_labels():
+    dense, pruned = {"loss": 1.0, "loss_se": 0.03}, {"loss": 1.5, "loss_se": 0.04}
+    assert l09_generation.loss_increase(dense, pruned) == pytest.approx({"increase": 0.5, "se": 0.05})
+    assert l09_generation.loss_increase({"validation_loss": 1.0, "validation_loss_se": 0.0},
+                                        {"validation_loss": 0.5, "validation_loss_se": 0.0},
+                                        prefix="validation_")["increase"] == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="loss_se"):
+        l09_generation.loss_increase({"loss": 1.0}, pruned)
+    assert l09_generation.run_label("wanda", 0.5, update=True) == "wanda mask + OBS update"
+    assert l09_generation.run_label("sparsegpt", "2:4") == "sparsegpt"
+    assert l09_generation.run_label("magnitude", 0.0) == "dense"
+    assert l09_generation.run_label("magnitude", 0.5, tie_break="activation") == "magnitude, ties by activation norm"
+    with pytest.raises(ValueError, match="tie_break"):
+        l09_generation.run_label("magnitude", 0.5, tie_break="coin")
+
+
+def test_magnitude_per_row_zeros_the_same_share_of_every_row_of_any_transformers_model():
+    model = tiny_llama()
+    report = l09_generation.magnitude_per_row(model, 0.5)
+    assert report.prunable_sparsity == pytest.approx(0.5)
+    for module, name in default_params(model):
+        weight = getattr(module, name)
+        assert torch.all((weight == 0).sum(1) == weight.shape[1] // 2)
+    l09_generation.magnitude_per_row(model, 0.75)  # absolute: 75% of every row, not 75% of what is left
+    assert sparsity_report_share(model) == pytest.approx(0.75)
+    masked = tiny_llama()
+    torch_prune.l1_unstructured(masked.model.layers[0].mlp.up_proj, "weight", 0.5)
+    with pytest.raises(ValueError, match="make_permanent"):
+        l09_generation.magnitude_per_row(masked, 0.5)
+
+
+def sparsity_report_share(model) -> float:
+    weights = [getattr(m, n) for m, n in default_params(model)]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
 
 
 def test_masked_latency_times_a_2_4_copy_of_the_first_mlp_and_reports_pytorchs_answer():

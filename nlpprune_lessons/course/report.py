@@ -223,9 +223,11 @@ RESULTS_PAGES: dict[str, ResultsPage] = {
         "in its benchmark-run table."),
     "09_pruning_for_generation": ResultsPage(
         "Lesson 09: pruning for generation", ("lm_pruning.json",),
-        "SmolLM2-135M pruned one-shot by magnitude and Wanda, per row and in the N:M pattern, with a "
-        "SparseGPT-style weight update and a short fine-tune with the zeros kept: perplexity on held-out "
-        "Gutenberg text, greedy continuations, calibration-set size and the latency of a masked layer. "
+        "SmolLM2-135M pruned one-shot by magnitude and Wanda, per row and in the N:M pattern, recovered by "
+        "the OBS weight update under a fixed mask, by SparseGPT and by a short fine-tune with the zeros kept: "
+        "perplexity on Chesterton (choices on validation, test once per reported configuration with its "
+        "standard error), greedy continuations, magnitude's ties, calibration-set size and the latency of a "
+        "masked layer. "
         "`python benchmarks/lm_pruning.py` reproduces the default set, `python benchmarks/lm_pruning.py "
         "--experiments fine-tune` the fine-tunes."),
     "notebook_runtime": ResultsPage(

@@ -1,19 +1,21 @@
 """Unstructured pruning (lesson 03, 07): importance scores, masks on top of ``torch.nn.utils.prune``,
 gradual schedules, movement pruning, L1 regularisation, lottery-ticket rewinding, sparsity reports
 and compact sparse storage (bitmask + values in safetensors); one-shot pruning of a causal LM with
-calibration data (magnitude, Wanda, N:M, SparseGPT-style update) for lesson 09. Pruning during
-fine-tuning of lesson 07 is in :mod:`nlpprune_lessons.pruning.finetune`."""
+calibration data (magnitude, Wanda, N:M, the OBS update under a fixed mask, SparseGPT) for lesson 09.
+Pruning during fine-tuning of lesson 07 is in :mod:`nlpprune_lessons.pruning.finetune`."""
 
 from __future__ import annotations
 
 from nlpprune_lessons.pruning.calibrated import (
     PRUNE_METHODS,
+    TIE_BREAKS,
     InputStats,
     layer_mask,
     parse_sparsity,
     prune_causal_lm,
     sparsegpt_prune,
     sparsegpt_update,
+    tie_broken_scores,
 )
 from nlpprune_lessons.pruning.importance import (
     magnitude_scores,
@@ -56,6 +58,7 @@ __all__ = [
     "PRUNE_METHODS",
     "SCOPES",
     "SoftMovementPruner",
+    "TIE_BREAKS",
     "SparsityReport",
     "block_sparsity",
     "check_params",
@@ -86,6 +89,7 @@ __all__ = [
     "sparsegpt_update",
     "sparsity_report",
     "taylor_scores",
+    "tie_broken_scores",
     "topk_mask",
     "transformer_blocks",
     "wanda_scores",

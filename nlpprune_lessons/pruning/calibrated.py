@@ -6,7 +6,8 @@ Wanda and SparseGPT code do: calibration sequences run through the decoder one b
 block's Linear layers are scored on that block's inputs, pruned, and the block is run again so the
 next block sees what the *pruned* block produces. SparseGPT's Optimal Brain Surgeon update, which
 moves the kept weights of each row to make up for the pruned ones, can also follow a fixed
-magnitude or Wanda mask.
+magnitude or Wanda mask. Magnitude's ties (many on weights dequantised from a 4-bit file) can be
+broken by position (the default), at random or by the input features' activation norms.
 
 Zeros are written into the weights instead of attaching ``torch.nn.utils.prune`` masks: a mask keeps
 an ``_orig`` copy, the mask and their product of every matrix, three times SmolLM2's 0.4 GB of
@@ -25,11 +26,14 @@ from torch import nn
 
 from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.pruning.importance import wanda_scores
-from nlpprune_lessons.pruning.masks import check_fraction, nm_mask, row_mask
+from nlpprune_lessons.pruning.masks import check_fraction, check_tensor, nm_mask, row_mask
 from nlpprune_lessons.pruning.params import default_params, is_pruned, transformer_blocks
 from nlpprune_lessons.pruning.report import SparsityReport, sparsity_report
 
 PRUNE_METHODS = ("magnitude", "wanda", "sparsegpt")
+#: How magnitude pruning orders equal ``|W|`` within a row: by position (whatever ``topk`` does),
+#: in a seeded random order, or by the input feature's activation norm ``||X_j||`` (louder kept first).
+TIE_BREAKS = ("position", "random", "activation")
 
 
 def parse_sparsity(sparsity: float | str) -> tuple[float, tuple[int, int] | None]:
@@ -47,6 +51,27 @@ def layer_mask(scores: torch.Tensor, sparsity: float | str) -> torch.Tensor:
     """Mask of one weight from its scores: per-row top scores, or the N:M pattern of ``"n:m"``."""
     fraction, pattern = parse_sparsity(sparsity)
     return row_mask(scores, fraction) if pattern is None else nm_mask(scores, *pattern)
+
+
+def tie_broken_scores(scores: torch.Tensor, secondary: torch.Tensor) -> torch.Tensor:
+    """Per-row ranks of a 2-D ``scores`` (0 = lowest, float32) in which equal scores are ordered by
+    ``secondary`` (same shape, or broadcastable to it, e.g. one value per input feature); ties of both
+    keep their position. :func:`layer_mask` on the ranks keeps what it keeps on ``scores`` except
+    among equal scores, where the larger ``secondary`` is kept."""
+    check_tensor(scores, "scores")
+    check_tensor(secondary, "secondary")
+    if scores.ndim != 2:
+        raise ValueError(f"need a 2-D score matrix (outputs x inputs), got shape {tuple(scores.shape)}")
+    try:
+        secondary = secondary.to(scores.device).expand_as(scores)
+    except RuntimeError as err:
+        raise ValueError(f"secondary of shape {tuple(secondary.shape)} does not broadcast to the scores' "
+                         f"{tuple(scores.shape)}") from err
+    by_secondary = secondary.argsort(dim=1, stable=True)
+    order = by_secondary.gather(1, scores.detach().gather(1, by_secondary).argsort(dim=1, stable=True))
+    rows, columns = scores.shape
+    positions = torch.arange(columns, dtype=torch.float32, device=scores.device).expand(rows, columns)
+    return torch.empty(rows, columns, dtype=torch.float32, device=scores.device).scatter_(1, order, positions)
 
 
 class InputStats:
@@ -101,6 +126,11 @@ def _inverse_hessian_factor(hessian: torch.Tensor, columns: int, damp: float) ->
                          "or a larger damp") from err
 
 
+#: Columns solved at once in the OBS sweep: the batched triangular solve costs rows x width^2 per
+#: chunk, so SparseGPT's 128-column mask blocks are solved in chunks of 32 (the result is the same).
+SOLVE_COLUMNS = 32
+
+
 def _obs_sweep(weight: torch.Tensor, h_inv: torch.Tensor, block_size: int,
                choose: Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """SparseGPT's sweep over the columns in blocks: ``choose(start, stop, w_block, u_diagonal)`` gives
@@ -112,20 +142,22 @@ def _obs_sweep(weight: torch.Tensor, h_inv: torch.Tensor, block_size: int,
     rows, columns = w.shape
     for start in range(0, columns, block_size):
         stop = min(start + block_size, columns)
-        u = h_inv[start:stop, start:stop]
-        strict, diagonal = u.triu(1), torch.diag(u.diagonal())
-        pruned[:, start:stop] = choose(start, stop, w[:, start:stop], u.diagonal())
-        p = pruned[:, start:stop].to(w.dtype)
-        # SparseGPT's column loop, solved at once: zeroing pruned column i after the updates from the
-        # columns before it gives errors E with E_i * u_ii + p_i * sum_{j<i} E_j * u_ji = p_i * w_i, a
-        # triangular system per row (each row prunes its own columns), solved in chunks of rows.
-        errors = torch.empty_like(p)
-        for r in range(0, rows, 256):
-            system = strict * p[r:r + 256].unsqueeze(1) + diagonal
-            rhs = (w[r:r + 256, start:stop] * p[r:r + 256]).unsqueeze(1)
-            errors[r:r + 256] = torch.linalg.solve_triangular(system, rhs, upper=True, left=False).squeeze(1)
-        w[:, start:stop] -= errors @ strict  # kept weights absorb the errors of the pruned ones before them
-        w[:, stop:] -= errors @ h_inv[start:stop, stop:]  # ... and so do all later columns
+        pruned[:, start:stop] = choose(start, stop, w[:, start:stop], h_inv.diagonal()[start:stop])
+        for first in range(start, stop, SOLVE_COLUMNS):  # the mask is fixed now: solve in narrower chunks
+            last = min(first + SOLVE_COLUMNS, stop)
+            u = h_inv[first:last, first:last]
+            strict, diagonal = u.triu(1), torch.diag(u.diagonal())
+            p = pruned[:, first:last].to(w.dtype)
+            # SparseGPT's column loop, solved at once: zeroing pruned column i after the updates from the
+            # columns before it gives errors E with E_i * u_ii + p_i * sum_{j<i} E_j * u_ji = p_i * w_i, a
+            # triangular system per row (each row prunes its own columns), solved in chunks of rows.
+            errors = torch.empty_like(p)
+            for r in range(0, rows, 256):
+                system = strict * p[r:r + 256].unsqueeze(1) + diagonal
+                rhs = (w[r:r + 256, first:last] * p[r:r + 256]).unsqueeze(1)
+                errors[r:r + 256] = torch.linalg.solve_triangular(system, rhs, upper=True, left=False).squeeze(1)
+            w[:, first:last] -= errors @ strict  # kept weights absorb the errors of the pruned ones before them
+            w[:, last:] -= errors @ h_inv[first:last, last:]  # ... and so do all later columns
     return w.masked_fill(pruned, 0.0).to(weight.dtype)
 
 
@@ -267,6 +299,8 @@ def prune_causal_lm(
     update: bool = False,
     damp: float = 0.01,
     batch_size: int = 8,
+    tie_break: str = "position",
+    seed: int = 0,
     progress: Callable | None = None,
 ) -> SparsityReport:
     """Prune every Linear inside the decoder blocks of ``model`` in place; return its sparsity report.
@@ -279,6 +313,8 @@ def prune_causal_lm(
     - ``calibration``: token ids, sequences x tokens; needed by Wanda, SparseGPT and ``update``.
     - ``update``: after a magnitude or Wanda mask, the OBS update of the kept weights under that fixed
       mask (:func:`sparsegpt_update`); SparseGPT always updates.
+    - ``tie_break`` (magnitude only, see :data:`TIE_BREAKS`): equal ``|W|`` of a row ordered by position,
+      at random (seeded by ``seed``) or by activation norm (needs ``calibration``); :func:`tie_broken_scores`.
     - ``progress``: e.g. ``tqdm``, wrapped around the loop over blocks.
 
     The embeddings and the LM head stay dense (see :func:`~.params.default_params`). With calibration
@@ -297,14 +333,22 @@ def prune_causal_lm(
     wrap = progress or (lambda items, **_: items)
     if method == "sparsegpt" and update:
         raise ValueError("sparsegpt always updates the kept weights: leave update=False")
-    needs_data = method != "magnitude" or update
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"unknown tie_break {tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
+    if tie_break != "position" and method != "magnitude":
+        raise ValueError(f"tie_break={tie_break!r} orders magnitude's equal |W|: use it with method='magnitude'")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    generator = torch.Generator().manual_seed(seed)
+    needs_data = method != "magnitude" or update or tie_break == "activation"
     needs_hessian = method == "sparsegpt" or update
     if needs_data:
         if calibration is None:
             raise ValueError(f"method {method!r}{' with update' if update else ''} needs calibration token ids")
         check_calibration(calibration, getattr(model.config, "vocab_size", None))
     elif calibration is not None:
-        raise ValueError("magnitude pruning without update uses no calibration data: pass calibration=None")
+        raise ValueError("magnitude pruning without update or tie_break='activation' uses no calibration data: "
+                         "pass calibration=None")
     was_training = model.training
     model.eval()
     try:
@@ -323,6 +367,10 @@ def prune_causal_lm(
                     weight.copy_(sparsegpt_prune(weight, stat.hessian, sparsity, damp=damp))
                     continue
                 scores = wanda_scores(weight, stat.sq_sum) if method == "wanda" else weight.abs()
+                if tie_break == "random":
+                    scores = tie_broken_scores(scores, torch.rand(weight.shape, generator=generator))
+                elif tie_break == "activation":
+                    scores = tie_broken_scores(scores, stat.sq_sum.float())
                 mask = layer_mask(scores, sparsity)
                 weight.copy_(sparsegpt_update(weight, mask, stat.hessian, damp=damp) if update else weight * mask)
             if needs_data and index < len(blocks) - 1:  # the next block's inputs: this pruned block's outputs
