@@ -58,7 +58,7 @@ import pandas as pd
 import torch
 
 from nlpprune_lessons.core import config
-from nlpprune_lessons.course.results import save_results
+from nlpprune_lessons.course.results import RunJournal, save_results
 from nlpprune_lessons.evaluate import evaluate_classifier
 from nlpprune_lessons.lessons import l06_bert, l07_sparse_bert
 from nlpprune_lessons.measure.latency import compare_latency
@@ -149,22 +149,6 @@ def default_workers() -> int:
     return 1 if torch.cuda.is_available() else min(2, torch.get_num_threads())
 
 
-class Journal:
-    """Finished runs, one JSON line each, keyed by everything that decides their result."""
-
-    def __init__(self, path: Path, fresh: bool):
-        self.path = path
-        if fresh:
-            path.unlink(missing_ok=True)
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        self.runs = {entry["key"]: entry["record"] for entry in map(json.loads, lines)}
-
-    def add(self, key: str, record: dict) -> None:
-        self.runs[key] = record
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": key, "record": record}, default=float) + "\n")
-
-
 def masked_again(model: torch.nn.Module) -> torch.nn.Module:
     """A sparse model reloaded by ``load_sparse`` holds plain zeros: mask them again, as after pruning."""
     for module, name in default_params(model):
@@ -213,7 +197,7 @@ def main() -> int:
 
     fine_pruning = args.regime == "fine-pruning"
     lambdas = dict(zip(args.sparsities, args.soft_lambdas or []))
-    journal = Journal(config.cache_dir() / f"bert_sparse-{config.mode().lower()}.jsonl", args.fresh)
+    journal = RunJournal(config.cache_dir() / f"bert_sparse-{config.mode().lower()}.jsonl", args.fresh)
     # the model whose storage and latency are measured: a 90% one (saved, so a resumed run still has it)
     at_90 = [s for s in args.sparsities if s == 0.9] or args.sparsities[-1:]
     keep = (args.methods[0], at_90[0], at_90[0] in args.kd_at)

@@ -24,17 +24,23 @@ The fine-tunes are not in the default set: training needs gradients and AdamW's 
 weights and the logits' gradients over the whole vocabulary, several GB at the peak, more than many
 classroom laptops have, and each run tries every learning rate of ``LM_SETTINGS["fine_tune"]["lrs"]``
 (the run times and peak memory are on docs/results/09_pruning_for_generation.md).
+
+Each finished run is appended to a journal in the course cache (``lm_pruning-<mode>.jsonl``, keyed by
+the run and the lesson's settings): an interrupted benchmark resumes where it stopped (``--fresh``
+ignores the journal). A resumed run's ``prune_seconds`` are those of its first run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 
 import pandas as pd
 
-from nlpprune_lessons.course.results import save_results
+from nlpprune_lessons.core import config
+from nlpprune_lessons.course.results import RunJournal, save_results
 from nlpprune_lessons.lessons import l09_generation
 from nlpprune_lessons.metrics import compare_scores
 from nlpprune_lessons.models.transformers import load_causal_lm
@@ -74,6 +80,7 @@ def parse_args(settings: dict) -> argparse.Namespace:
                         help="calibration sequences for the Wanda 50%% study (none: skip it)")
     parser.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=list(DEFAULT_EXPERIMENTS),
                         help="which parts to run (default: all but fine-tune; the dense model is always measured)")
+    parser.add_argument("--fresh", action="store_true", help="ignore (and replace) the journal of finished runs")
     return parser.parse_args()
 
 
@@ -95,9 +102,20 @@ def main() -> int:
           f"{l09_generation.EVAL_BOOK}", flush=True)
     records = [dense]
 
+    journal = RunJournal(config.cache_dir() / f"lm_pruning-{config.mode().lower()}.jsonl", args.fresh)
+    settings_key = json.dumps(settings, sort_keys=True, default=str)
+
     def run(experiment: str, method: str, sparsity, data, on: dict, tuned: bool = False, **kwargs) -> dict:
-        runner = l09_generation.tuned_run if tuned else l09_generation.pruned_run
-        record = {"experiment": experiment, **runner(method, sparsity, data, on, settings, **kwargs)}
+        key = json.dumps({"experiment": experiment, "method": method, "sparsity": str(sparsity), "tuned": tuned,
+                          "calibration": None if data is None else len(data), "on": sorted(on),
+                          "options": {k: v for k, v in kwargs.items() if k != "train_ids"}, "settings": settings_key},
+                         sort_keys=True)
+        if key in journal.runs:
+            record = dict(journal.runs[key])
+        else:
+            runner = l09_generation.tuned_run if tuned else l09_generation.pruned_run
+            record = {"experiment": experiment, **runner(method, sparsity, data, on, settings, **kwargs)}
+            journal.add(key, record)
         for split in on:
             record[f"{split}_ratio_to_dense"] = record[f"{split}_perplexity"] / dense[f"{split}_perplexity"]
         records.append(record)

@@ -179,3 +179,20 @@ def test_execute_notebook_reports_failing_cell(tmp_path):
     assert executed.cells[1].outputs[0].ename == "ZeroDivisionError"
     assert executed.cells[2].outputs == []
     assert record.html_path.is_file()
+
+
+def test_run_journal_resumes_finished_runs_and_rejects_bad_input(tmp_path):
+    path = tmp_path / "cache" / "bench-fast.jsonl"
+    journal = results.RunJournal(path)
+    assert journal.runs == {}
+    journal.add('{"method": "wanda"}', {"perplexity": 12.5, "missing": float("nan")})
+    journal.add('{"method": "magnitude"}', {"perplexity": 40.0})
+    resumed = results.RunJournal(path)  # a second process reads what the first one finished
+    assert resumed.runs == {'{"method": "wanda"}': {"perplexity": 12.5, "missing": None},
+                            '{"method": "magnitude"}': {"perplexity": 40.0}}
+    assert results.RunJournal(path, fresh=True).runs == {} and not path.exists()
+    with pytest.raises(TypeError, match="non-empty string"):
+        journal.add("", {"perplexity": 1.0})
+    path.write_text("not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a run journal"):
+        results.RunJournal(path)

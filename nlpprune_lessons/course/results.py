@@ -72,3 +72,29 @@ def reference_records(name: str) -> list[dict] | None:
     if path is None or not path.exists():
         return None
     return load_results(path)["records"]
+
+
+class RunJournal:
+    """Finished runs of a long benchmark, one JSON line each in ``path``, keyed by everything that decides
+    their result: a benchmark that is interrupted resumes where it stopped instead of starting over.
+    ``fresh=True`` deletes the journal first."""
+
+    def __init__(self, path: str | Path, fresh: bool = False):
+        self.path = Path(path)
+        if fresh:
+            self.path.unlink(missing_ok=True)
+        lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []
+        try:
+            self.runs: dict[str, dict] = {entry["key"]: entry["record"] for entry in map(json.loads, lines)}
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{self.path} is not a run journal ({err}); delete it or pass fresh=True") from err
+
+    def add(self, key: str, record: Mapping) -> None:
+        """Remember ``record`` under ``key`` (a string naming the run's settings) and append it to the file."""
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"a journal key is a non-empty string naming the run's settings, got {key!r}")
+        plain = {name: _plain(value) for name, value in record.items()}
+        self.runs[key] = plain
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": key, "record": plain}, default=float) + "\n")
