@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nlpprune-installed
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test lint unit notebooks expected pages course doctor student clean
+.PHONY: setup lab lab-solutions test lint unit notebooks expected pages course doctor student clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,13 @@ $(STAMP): requirements.txt requirements-assets.txt pyproject.toml scripts/instal
 # Jupyter refuses to run as root unless told; containers and some classroom machines run as root.
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# `make lab` opens the learner's copies in student/ (written when missing, never over a learner's edits);
+# the solved notebooks in notebooks/ are the repository's and the tests': `make lab-solutions` opens them.
 lab: setup
+	$(BIN)/nlpprune student student
+	$(BIN)/jupyter lab $(LAB_FLAGS) student/00_welcome_and_setup.ipynb
+
+lab-solutions: setup
 	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/00_welcome_and_setup.ipynb
 
 # nbval runs on copies of the notebooks that carry the expected outputs of their
@@ -63,4 +69,4 @@ student: setup
 	$(BIN)/nlpprune student student
 
 clean:
-	rm -rf build student .pytest_cache
+	rm -rf build .pytest_cache  # never student/: it holds the learner's work

@@ -123,6 +123,7 @@ def test_student_copy_stubs_only_fenced_lines(tmp_path):
     "x = 1",
     "# YOUR CODE HERE\nx = 1",
     "# YOUR CODE HERE\n# YOUR CODE HERE\nx = 1\n# END YOUR CODE",
+    "# YOUR CODE HERE\nx = 1\n# END YOUR CODE",  # at the top level the stub would stop Run All
 ])
 def test_student_copy_rejects_bad_fences(tmp_path, source):
     _notebook_with_exercise(tmp_path / "02_bad.ipynb", source)
@@ -196,3 +197,18 @@ def test_run_journal_resumes_finished_runs_and_rejects_bad_input(tmp_path):
     path.write_text("not json\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not a run journal"):
         results.RunJournal(path)
+
+
+def test_runtime_banner_reads_the_measured_runs_and_validates_the_name(monkeypatch):
+    from nlpprune_lessons.course import banner
+
+    records = [{"notebook": "03_demo", "notebook_mode": "FAST", "seconds": 145.2, "peak_rss_mb": 1900.0, "ok": True},
+               {"notebook": "03_demo", "notebook_mode": "FULL", "seconds": 30.0, "peak_rss_mb": None, "ok": False}]
+    monkeypatch.setattr(banner, "reference_records", lambda name: records if name == "notebook_runtime" else None)
+    text = banner.runtime_banner("03_demo")
+    assert "FAST mode about 2 min 25 s, peak memory 1.9 GB" in text
+    assert "FULL mode not measured" in text  # a failed run is not a measurement
+    assert "Shut Down All Kernels" in text  # 1.9 GB on a 2 GB machine: close the others first
+    assert "FAST mode not measured; FULL mode not measured" in banner.runtime_banner("04_other")
+    with pytest.raises(ValueError, match="stem like"):
+        banner.runtime_banner("notebooks/03_demo.ipynb")

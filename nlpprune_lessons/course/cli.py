@@ -130,7 +130,7 @@ def _pages(args: argparse.Namespace, directory: Path) -> int:
 
 def _student(args: argparse.Namespace) -> int:
     try:
-        counts = write_student_copies(args.out_dir)
+        counts = write_student_copies(args.out_dir, overwrite=args.overwrite)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -138,8 +138,10 @@ def _student(args: argparse.Namespace) -> int:
         print("no course notebooks found", file=sys.stderr)
         return 1
     for name, count in counts.items():
-        print(f"{name}: {count} solution cell(s) stubbed")
-    print(f"wrote {len(counts)} student notebook(s) to {args.out_dir}")
+        print(f"{name}: " + ("kept your copy (delete it, or pass --overwrite, for the course's current version)"
+                             if count is None else f"{count} exercise cell(s) stubbed"))
+    written = sum(count is not None for count in counts.values())
+    print(f"wrote {written} student notebook(s) to {args.out_dir}, kept {len(counts) - written}")
     return 0
 
 
@@ -208,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     student = sub.add_parser("student", help="write notebooks with solutions stubbed out")
     student.add_argument("out_dir", metavar="OUT_DIR")
+    student.add_argument("--overwrite", action="store_true",
+                         help="replace copies that exist (by default a learner's copy is never overwritten)")
     student.set_defaults(handler=_student, subparser=student)
     expected = sub.add_parser(
         "expected", help="record the FAST outputs of '# NBVAL_CHECK_OUTPUT' cells, or prepare nbval copies")

@@ -184,6 +184,9 @@ def _stub_source(source: str, where: str) -> str:
             if opened is not None:
                 raise ValueError(f"{where}: nested '{FENCE_OPEN}' fences")
             opened = line[: len(line) - len(line.lstrip())]
+            if not opened:  # a stub at the top level would stop Run All; inside a function only its call fails
+                raise ValueError(f"{where}: '{FENCE_OPEN}' must be inside a function body (indented), so the "
+                                 "learner's copy defines the function and its check reports 'not done yet'")
             out += [line, opened + STUB]
         elif stripped == FENCE_CLOSE:
             if opened is None:
@@ -225,7 +228,16 @@ def make_student_copy(src: str | Path, dst: str | Path) -> int:
     return stubbed
 
 
-def write_student_copies(out_dir: str | Path) -> dict[str, int]:
-    """Student copies of all course notebooks in ``out_dir``: {notebook file name: cells stubbed}."""
+def write_student_copies(out_dir: str | Path, overwrite: bool = False) -> dict[str, int | None]:
+    """Student copies of all course notebooks in ``out_dir``: {notebook file name: cells stubbed}.
+
+    A copy that already exists is the learner's work and is kept (its count is None) unless
+    ``overwrite``; delete a copy to get the course's current version of it."""
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
     out_dir = Path(out_dir)
-    return {p.name: make_student_copy(p, out_dir / p.name) for p in notebook_paths()}
+    counts: dict[str, int | None] = {}
+    for path in notebook_paths():
+        target = out_dir / path.name
+        counts[path.name] = None if target.exists() and not overwrite else make_student_copy(path, target)
+    return counts

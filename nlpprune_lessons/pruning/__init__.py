@@ -46,7 +46,7 @@ from nlpprune_lessons.pruning.params import (
     pruned_params,
     transformer_blocks,
 )
-from nlpprune_lessons.pruning.report import SparsityReport, block_sparsity, sparsity_report
+from nlpprune_lessons.pruning.report import SparsityReport, block_sparsity, sparsity_report, zero_fraction
 from nlpprune_lessons.pruning.schedule import GradualPruner, cubic_sparsity, rewind, weights_snapshot
 from nlpprune_lessons.pruning.storage import load_sparse, save_sparse, sparse_storage_report
 
@@ -93,5 +93,6 @@ __all__ = [
     "topk_mask",
     "transformer_blocks",
     "wanda_scores",
+    "zero_fraction",
     "weights_snapshot",
 ]

@@ -53,6 +53,16 @@ def _zeros(tensor: torch.Tensor) -> int:
     return int((tensor == 0).sum())
 
 
+def zero_fraction(tensor: torch.Tensor) -> float:
+    """The share of the entries of ``tensor`` that are exactly zero (-0.0 counts; 1e-12 does not): the
+    sparsity of one tensor, as every lesson reports it."""
+    if not torch.is_tensor(tensor):
+        raise TypeError(f"zero_fraction takes a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.numel() == 0:
+        raise ValueError("zero_fraction of an empty tensor is undefined: it has no entries")
+    return _zeros(tensor) / tensor.numel()
+
+
 def _overall(model: nn.Module) -> tuple[int, int]:
     """(numel, zeros) over every parameter once, using the effective weight of pruned ones."""
     numel = zeros = 0

@@ -7,7 +7,12 @@ from collections.abc import Callable
 
 import torch
 
-from nlpprune_lessons.lessons.exercises.protocol import exercise, require, require_callable
+from nlpprune_lessons.lessons.exercises.protocol import (
+    exercise,
+    require,
+    require_callable,
+)
+from nlpprune_lessons.pruning import zero_fraction as library_zero_fraction
 
 __all__ = ["check_zero_fraction"]
 
@@ -23,7 +28,9 @@ def check_zero_fraction(zero_fraction: Callable[[torch.Tensor], float]) -> str:
         (torch.tensor([[0, 3], [4, 5], [0, 0]]), 0.5),  # integers, 2-D
         (torch.tensor([-0.0, 1e-12, 0.0]), 2 / 3),  # -0.0 is zero; a tiny number is not
     ]
-    for tensor, expected in cases:
+    for tensor, stated in cases:
+        expected = library_zero_fraction(tensor)
+        assert math.isclose(expected, stated)  # the cases document the library's answers
         got = zero_fraction(tensor.clone())
         require(
             isinstance(got, (float, int)) and not isinstance(got, bool),
@@ -34,4 +41,4 @@ def check_zero_fraction(zero_fraction: Callable[[torch.Tensor], float]) -> str:
             f"for {tensor.tolist()} the answer is {expected:.4f}, you returned {float(got):.4f}. "
             "Count entries with t == 0 (not abs(t) < eps) and divide by t.numel().",
         )
-    return ("zero_fraction counts exact zeros over all entries, for any shape and dtype.")
+    return "zero_fraction counts exact zeros over all entries, for any shape and dtype."
