@@ -1,4 +1,4 @@
-"""Recurrent models (RNNClassifier, RNNLanguageModel), parameter counts, checkpoints, exercise 02.1."""
+"""Recurrent models (RNNClassifier, RNNLanguageModel), parameter counts, checkpoints."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from nlpprune_lessons.core.checkpoints import cached_model, load_checkpoint, save_checkpoint
-from nlpprune_lessons.lessons.exercises import ExerciseError, check_lstm_parameter_count
 from nlpprune_lessons.measure.size import parameter_counts
 from nlpprune_lessons.models import RNNClassifier, RNNLanguageModel
 
@@ -368,23 +367,6 @@ def test_cached_model_retrains_for_a_new_recipe_name_or_mode(cache, monkeypatch)
     model, _, cached = cached_model("clf", {"lr": 0.02}, build, train)
     assert cached and len(calls) == 4
     assert torch.allclose(model.classifier.bias, torch.full((CLASSES,), 0.5))
-
-
-# =========================================================================== exercise 02.1
-def test_check_lstm_parameter_count_accepts_the_formula(capsys):
-    check_lstm_parameter_count(lambda i, h: 4 * (h * i + h * h + 2 * h))
-    assert "Correct" in capsys.readouterr().out
-
-
-def test_check_lstm_parameter_count_rejects_a_single_bias():
-    with pytest.raises(ExerciseError, match="two bias vectors"):
-        check_lstm_parameter_count(lambda i, h: 4 * (h * i + h * h + h))
-    assert issubclass(ExerciseError, AssertionError)
-
-
-def test_check_lstm_parameter_count_needs_a_function():
-    with pytest.raises(TypeError, match="not its result"):
-        check_lstm_parameter_count(4 * (128 * 256 + 256 * 256 + 2 * 256))
 
 
 def test_classifier_rejects_a_pad_id_outside_the_vocabulary():

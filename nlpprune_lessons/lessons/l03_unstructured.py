@@ -1,12 +1,15 @@
 """Lesson 03's recipes on top of lesson 02's models: the fine-tuning after one-shot pruning, the
-gradual-pruning trainers (cubic schedule) and the robustness probe (typos and dropped words)."""
+gradual-pruning trainers (cubic schedule), the robustness probe (typos and dropped words), and the
+figures that look inside a pruned model (weight histograms, per-matrix sparsity, a mask)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
+import torch
 from matplotlib.axes import Axes
 from torch import nn
 
@@ -23,6 +26,7 @@ from nlpprune_lessons.lessons.l02_rnn import (
     sentiment_loader,
 )
 from nlpprune_lessons.models import RNNClassifier, RNNLanguageModel
+from nlpprune_lessons.pruning import default_params, effective_weight
 from nlpprune_lessons.pruning.protocols import Train
 from nlpprune_lessons.text.perturb import changed_share, perturb_texts
 from nlpprune_lessons.text.streams import batchify, num_bptt_windows, spread_stream
@@ -169,3 +173,66 @@ def verdict_line(model: str, label_a: str, a: Mapping[str, float], label_b: str,
     digits = 3 if metric == "accuracy" else 1
     return (f"{model}: {label_a} {a[prefix + metric]:.{digits}f} vs {label_b} {b[prefix + metric]:.{digits}f} "
             f"({split} {metric}; {ses:+.1f} standard errors): {label_a} is {word} {label_b}")
+
+
+# --------------------------------------------------------------------------- looking inside a pruned model
+def prunable_weights(model: nn.Module) -> torch.Tensor:
+    """The effective (masked) values of every prunable weight of ``model`` (:func:`default_params`),
+    flattened into one float CPU tensor."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    with torch.no_grad():
+        return torch.cat([effective_weight(m, n).detach().float().cpu().flatten() for m, n in default_params(model)])
+
+
+def plot_weight_histograms(ax: Axes, models: Mapping[str, nn.Module], bins: int = 120) -> dict[str, float]:
+    """Overlaid histograms (log counts) of the prunable weights of each model in ``models`` (label -> model),
+    on shared bins spanning the largest |w|. Exact zeros — the pruned weights — are left out, so a magnitude
+    mask shows as an empty band around 0; the legend gives each model's share of zeros, which is returned."""
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must be a non-empty mapping {label: model}")
+    check_positive_int(bins, "bins")
+    values = {label: prunable_weights(model) for label, model in models.items()}
+    limit = max(float(v.abs().max()) for v in values.values()) or 1.0
+    edges = np.linspace(-limit, limit, bins + 1)
+    zeros = {}
+    for label, v in values.items():
+        zeros[label] = float((v == 0).float().mean())
+        shown = f"{label} ({zeros[label]:.0%} zeros, not drawn)" if zeros[label] else label
+        ax.hist(v[v != 0].numpy(), bins=edges, histtype="step", linewidth=1.4, label=shown)
+    ax.set_yscale("log")
+    ax.set(xlabel="weight value", ylabel="weights per bin")
+    ax.legend(fontsize=8)
+    return zeros
+
+
+def plot_matrix_sparsity(ax: Axes, per_matrix: Mapping[str, float], title: str = "") -> None:
+    """Horizontal bars: the sparsity of each weight matrix (the dict :func:`~nlpprune_lessons.pruning.prune`
+    returns), with a dotted line at 1 (an empty matrix)."""
+    if not isinstance(per_matrix, Mapping) or not per_matrix:
+        raise ValueError("per_matrix must be a non-empty mapping {matrix name: sparsity}")
+    names = list(per_matrix)
+    ax.barh(names, [per_matrix[n] for n in names], color="tab:blue")
+    ax.axvline(1.0, color="k", ls=":")
+    ax.invert_yaxis()  # the first matrix on top, as in the model
+    ax.set(xlim=(0, 1.02), xlabel="sparsity of the matrix", title=title)
+
+
+def plot_mask(ax: Axes, mask: torch.Tensor, title: str = "", blocks: int = 1) -> None:
+    """A 0/1 mask as an image: kept weights white, pruned black, grey where a mask larger than the figure is
+    shown averaged; rows are outputs, columns inputs. With ``blocks`` > 1, lines split the rows into that
+    many equal blocks: ``blocks=4`` marks the input, forget, cell and output gates of an LSTM weight matrix."""
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
+        raise ValueError(f"mask must be a 2-D tensor, got {type(mask).__name__}"
+                         f"{f' of shape {tuple(mask.shape)}' if isinstance(mask, torch.Tensor) else ''}")
+    check_positive_int(blocks, "blocks")
+    if mask.shape[0] % blocks:
+        raise ValueError(f"blocks={blocks} does not divide the {mask.shape[0]} rows of the mask")
+    # "auto" interpolation: a mask with more rows than the figure has pixels is shown averaged (grey = the
+    # share kept there), not by picking one row in every few, which would draw a pattern that is not there.
+    ax.imshow(mask.detach().float().cpu().numpy(), cmap="gray", vmin=0, vmax=1, aspect="auto",
+              interpolation="auto")
+    rows = mask.shape[0] // blocks
+    for k in range(1, blocks):
+        ax.axhline(k * rows - 0.5, color="tab:red", lw=1)
+    ax.set(xlabel="input", ylabel="output", title=title)

@@ -26,6 +26,19 @@ def is_negation(token: str) -> bool:
     return t in _NEGATION_WORDS or t.endswith("n't")
 
 
+def negation_safe_stopwords(words: Iterable[str]) -> list[str]:
+    """``words`` (a stopword list, e.g. NLTK's) without its negation cues (:func:`is_negation`), in their
+    order; every other word is kept, including ``"won"``, which after Treebank tokenisation is only the
+    verb. Removing these words leaves *not*, *no*, *n't* and the clipped *didn* in the text."""
+    if isinstance(words, str):
+        raise TypeError("words must be a list of words, not a single string")
+    words = list(words)
+    odd = [w for w in words if not isinstance(w, str)]
+    if odd:
+        raise TypeError(f"words must be strings, got {type(odd[0]).__name__}: {odd[0]!r}")
+    return [w for w in words if not is_negation(w)]
+
+
 # --------------------------------------------------------------------------- tokenisers
 def word_tokenize(text: str, lowercase: bool = False) -> list[str]:
     """NLTK word tokens (punkt sentences, then Treebank rules: ``"wasn't"`` -> ``was``, ``n't``)."""
