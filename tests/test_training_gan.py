@@ -406,16 +406,6 @@ def test_output_adversary_pushes_the_student_towards_the_teacher():
         OutputAdversary(teacher, copy.deepcopy(d), adv_weight=1e-9, kd_weight=1.0)(student, shuffled).item(), rel=1e-4)
 
 
-def test_check_distinct_n_accepts_a_solution_and_rejects_a_wrong_one(capsys):
-    from nlpprune_lessons.lessons.exercises import ExerciseError, check_distinct_n
-
-    check_distinct_n(distinct_n)
-    assert "Correct" in capsys.readouterr().out
-    with pytest.raises(ExerciseError, match="distinct ones"):  # per-sentence average instead of the whole set
-        check_distinct_n(lambda s, n: sum(len(set(map(tuple, [x[i:i + n] for i in range(len(x) - n + 1)])))
-                                          / max(1, len(x) - n + 1) for x in s) / len(s))
-
-
 def test_cost_report_times_the_whole_model():
     from nlpprune_lessons.structured.protocols import cost_report
 

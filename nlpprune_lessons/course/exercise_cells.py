@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from nlpprune_lessons.course.notebooks import _stub_source
+from nlpprune_lessons.course.notebooks import stub_solution_source
 from nlpprune_lessons.lessons.exercises.protocol import NOT_DONE_MARK, PASS_MARK
 
 CHECK_CALL = re.compile(r"^\s*(check_\w+)\(", re.MULTILINE)
@@ -74,7 +74,7 @@ def notebook_exercises(path: str | Path) -> list[ExerciseCells]:
 def run_exercise(exercise: ExerciseCells, *, stubbed: bool) -> ExerciseRun:
     """Run the exercise's solution cell (or its stub, as the learner's copy has it) and check cell in a
     fresh namespace of this process, capturing what they print."""
-    source = _stub_source(exercise.solution, exercise.notebook) if stubbed else exercise.solution
+    source = stub_solution_source(exercise.solution, exercise.notebook) if stubbed else exercise.solution
     namespace: dict = {"__name__": "__exercise__"}
     printed = io.StringIO()
     error = None

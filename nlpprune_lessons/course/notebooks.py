@@ -173,7 +173,7 @@ def execute_notebook(
                      executed_path, html_path)
 
 
-def _stub_source(source: str, where: str) -> str:
+def stub_solution_source(source: str, where: str) -> str:
     """Replace the lines inside each ``# YOUR CODE HERE`` … ``# END YOUR CODE`` fence by a stub."""
     out: list[str] = []
     opened: str | None = None  # the indentation of the open fence
@@ -221,7 +221,7 @@ def make_student_copy(src: str | Path, dst: str | Path) -> int:
         cell.outputs = []
         cell.execution_count = None
         if "solution" in cell.metadata.get("tags", []):
-            cell.source = _stub_source(cell.source, f"{src.name}, cell {index}")
+            cell.source = stub_solution_source(cell.source, f"{src.name}, cell {index}")
             stubbed += 1
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)

@@ -18,6 +18,7 @@ from nlpprune_lessons.core import config
 from nlpprune_lessons.core.checks import check_positive_int
 from nlpprune_lessons.measure.latency import inside_iqr_noise
 from nlpprune_lessons.metrics import VERDICT_SES, collapsed_to_majority, compare_scores, mean_and_spread
+from nlpprune_lessons.structured.indices import as_index
 from nlpprune_lessons.structured.transformer import remove_vocabulary, vocabulary_map
 
 #: Lesson 08's runs by mode: the training batches that importance scores read, the random draws of
@@ -207,6 +208,61 @@ def plot_speed_accuracy(ax, slim: pd.DataFrame, slim_budget: str, *, floor: floa
     ax.set_xlabel("speedup over dense (batch 32, 64 tokens)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=7)
+
+
+def plot_layer_anatomy(layer: nn.Module, head: int = 0, neuron: int = 0):
+    """Section 2's figure: the six weight matrices of one BERT encoder layer (``layer``, e.g.
+    ``model.encoder.layer[0]``) drawn to scale, one square per weight (rows = outputs, columns =
+    inputs, as ``nn.Linear`` stores them), with attention head ``head`` (its rows of query, key and
+    value, its column block of the attention-output dense) and FFN neuron ``neuron`` (its row of the
+    intermediate dense, its column of the output dense) coloured. Returns the figure."""
+    import matplotlib.pyplot as plt  # lazily: the rest of this module needs no plotting
+    from matplotlib.colors import ListedColormap
+
+    try:
+        attention, ffn_in, ffn_out = layer.attention, layer.intermediate.dense, layer.output.dense
+        heads, size = attention.self.num_attention_heads, attention.self.attention_head_size
+    except AttributeError as err:
+        raise TypeError(f"layer must be a BERT encoder layer (model.encoder.layer[i]), got {type(layer).__name__}") from err
+    head = as_index(head, heads, "head")
+    neuron = as_index(neuron, ffn_in.out_features, "neuron")
+    block = slice(head * size, (head + 1) * size)
+    panels = []  # (title, weight shape, marked rows, marked columns, colour code)
+    for name in ("query", "key", "value"):
+        panels.append((f"attention.self.{name}", getattr(attention.self, name).weight.shape, block, None, 1))
+    panels.append(("attention.output.dense", attention.output.dense.weight.shape, None, block, 1))
+    panels.append(("intermediate.dense", ffn_in.weight.shape, slice(neuron, neuron + 1), None, 2))
+    panels.append(("output.dense", ffn_out.weight.shape, None, slice(neuron, neuron + 1), 2))
+    widths = [shape[1] for _, shape, *_ in panels]
+    tallest = max(shape[0] for _, shape, *_ in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(16, 0.09 * sum(widths) + 3), 0.06 * tallest + 2.5),
+                             gridspec_kw={"width_ratios": widths})
+    colours = ListedColormap(["#dddddd", "tab:blue", "tab:orange"])
+    for ax, (title, shape, rows, columns, code) in zip(axes, panels):
+        grid = torch.zeros(tuple(shape))
+        if rows is not None:
+            grid[rows, :] = code
+        if columns is not None:
+            grid[:, columns] = code
+        ax.pcolormesh(grid.numpy(), cmap=colours, vmin=0, vmax=2, edgecolors="white", linewidth=0.3)
+        ax.set_xlim(0, shape[1])
+        ax.set_ylim(shape[0], 0)  # row 0 at the top, as the matrix is printed
+        ax.set_aspect("equal")  # every panel on one scale: one square per weight
+        ax.set_anchor("N")
+        ax.set_title(f"{title}\n{shape[0]} x {shape[1]}", fontsize=8)
+        ax.set_xlabel("inputs (columns)", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ("top", "right", "bottom", "left"):
+            ax.spines[side].set_visible(False)
+    axes[0].set_ylabel("outputs (rows)", fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours(1)), plt.Rectangle((0, 0), 1, 1, color=colours(2))]
+    fig.legend(handles, [f"attention head {head} ({size} rows of q, k, v; {size} columns of the output)",
+                         f"FFN neuron {neuron} (a row in, a column out)"], loc="lower center", ncol=2, fontsize=8)
+    fig.suptitle(f"One BERT layer: {heads} heads of size {size}, hidden {ffn_out.out_features}, "
+                 f"{ffn_in.out_features} FFN neurons", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    return fig
 
 
 def latency_view(latency: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -351,3 +351,23 @@ def loss_increase(dense: Mapping[str, float], pruned: Mapping[str, float], prefi
     if missing:
         raise ValueError(f"scores lack {missing}: pass score dicts with {keys[0]!r} and {keys[1]!r}")
     return {"increase": pruned[keys[0]] - dense[keys[0]], "se": math.hypot(dense[keys[1]], pruned[keys[1]])}
+
+
+def plot_feature_norms(ax, norms: torch.Tensor, title: str = "") -> dict[str, float]:
+    """Section 5's figure on ``ax``: a histogram (log counts) of the input-feature norms ``||X_j||_2``
+    that Wanda multiplies each column of ``|W|`` by (``norms``: one per input feature, e.g.
+    ``InputStats(linear).sq_sum.sqrt()``), with the median and five times the median marked. Returns
+    the median, the largest norm over the median and the share of features above five times it."""
+    if not isinstance(norms, torch.Tensor) or norms.ndim != 1 or norms.numel() == 0 or not norms.is_floating_point():
+        raise ValueError("norms must be a non-empty 1-D floating-point tensor, one norm per input feature")
+    if bool((norms < 0).any()) or not bool(norms.isfinite().all()):
+        raise ValueError("norms must be finite and non-negative (square roots of sums of squares)")
+    values = norms.detach().double().cpu()
+    median = values.median().item()
+    ax.hist(values.numpy(), bins=60, log=True, color="tab:blue")
+    for x, style, label in ((median, "--", "median"), (5 * median, ":", "5 x median")):
+        ax.axvline(x, color="black", linestyle=style, label=f"{label} ({x:.3g})")
+    ax.set(xlabel="input-feature norm ||X_j||_2 over the calibration tokens", ylabel="features (log)", title=title)
+    ax.legend(fontsize=8)
+    ratio = values.max().item() / median if median > 0 else math.inf
+    return {"median": median, "max_over_median": ratio, "share_above_5x": (values > 5 * median).double().mean().item()}

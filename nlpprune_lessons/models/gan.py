@@ -117,6 +117,26 @@ def sample_sentences(model: nn.Module, n: int, max_len: int, *, start_id: int, e
     return torch.cat(rows).cpu()
 
 
+def straight_through_gumbel_softmax(logits: torch.Tensor, gumbels: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """One straight-through Gumbel-softmax sample over the last dimension, with the noise given.
+
+    ``gumbels`` (same shape as ``logits``) is standard Gumbel noise, ``-log(-log(U))`` for uniform ``U``.
+    The value is the one-hot row of ``argmax(logits + gumbels)`` (an exact sample of
+    ``softmax(logits)``); the gradient is that of the relaxed sample ``softmax((logits + gumbels) / tau)``.
+    ``torch.nn.functional.gumbel_softmax(logits, tau, hard=True)`` computes the same, drawing the noise
+    itself."""
+    if not torch.is_tensor(logits) or not torch.is_tensor(gumbels):
+        raise TypeError(f"logits and gumbels must be tensors, got {type(logits).__name__} and {type(gumbels).__name__}")
+    if logits.shape != gumbels.shape or logits.ndim == 0:
+        raise ValueError(f"logits and gumbels must have the same shape (at least 1-D), got {tuple(logits.shape)} "
+                         f"and {tuple(gumbels.shape)}")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
+        raise ValueError(f"tau must be a number > 0, got {tau!r}")
+    soft = ((logits + gumbels) / tau).softmax(-1)
+    hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0)
+    return hard - soft.detach() + soft
+
+
 def gumbel_sentences(model: nn.Module, batch_size: int, max_len: int, *, start_id: int, eos_id: int,
                      pad_id: int, tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable free-running samples (straight-through Gumbel-softmax; Jang et al., 2017):

@@ -10,7 +10,9 @@ from nlpprune_lessons.pruning.calibrated import (
     PRUNE_METHODS,
     TIE_BREAKS,
     InputStats,
+    inverse_hessian_factor,
     layer_mask,
+    obs_column_update,
     parse_sparsity,
     prune_causal_lm,
     sparsegpt_prune,
@@ -35,7 +37,7 @@ from nlpprune_lessons.pruning.masks import (
     row_mask,
     topk_mask,
 )
-from nlpprune_lessons.pruning.movement import MovementPruner, SoftMovementPruner
+from nlpprune_lessons.pruning.movement import MovementPruner, SoftMovementPruner, straight_through
 from nlpprune_lessons.pruning.params import (
     check_params,
     default_params,
@@ -48,7 +50,14 @@ from nlpprune_lessons.pruning.params import (
 )
 from nlpprune_lessons.pruning.report import SparsityReport, block_sparsity, sparsity_report, zero_fraction
 from nlpprune_lessons.pruning.schedule import GradualPruner, cubic_sparsity, rewind, weights_snapshot
-from nlpprune_lessons.pruning.storage import load_sparse, save_sparse, sparse_storage_report
+from nlpprune_lessons.pruning.storage import (
+    bitmask_nbytes,
+    decode_bitmask,
+    encode_bitmask,
+    load_sparse,
+    save_sparse,
+    sparse_storage_report,
+)
 
 __all__ = [
     "GradualPruner",
@@ -60,13 +69,17 @@ __all__ = [
     "SoftMovementPruner",
     "TIE_BREAKS",
     "SparsityReport",
+    "bitmask_nbytes",
     "block_sparsity",
     "check_params",
     "cubic_sparsity",
+    "decode_bitmask",
     "default_params",
     "effective_state_dict",
     "effective_weight",
+    "encode_bitmask",
     "install_mask",
+    "inverse_hessian_factor",
     "is_pruned",
     "l1_penalty",
     "layer_mask",
@@ -75,6 +88,7 @@ __all__ = [
     "make_permanent",
     "movement_scores",
     "nm_mask",
+    "obs_column_update",
     "param_name",
     "parse_sparsity",
     "prune",
@@ -88,6 +102,7 @@ __all__ = [
     "sparsegpt_prune",
     "sparsegpt_update",
     "sparsity_report",
+    "straight_through",
     "taylor_scores",
     "tie_broken_scores",
     "topk_mask",

@@ -126,6 +126,43 @@ def _inverse_hessian_factor(hessian: torch.Tensor, columns: int, damp: float) ->
                          "or a larger damp") from err
 
 
+def inverse_hessian_factor(hessian: torch.Tensor, damp: float = 0.01) -> torch.Tensor:
+    """The matrix ``U`` that SparseGPT's sweep (and :func:`sparsegpt_update`) reads: upper-triangular
+    with ``U^T U = H^-1``, for ``H`` (``in x in``, e.g. ``X^T X`` from :class:`InputStats`) dampened by
+    ``damp`` times its mean diagonal. Row ``j`` of ``U``, from the diagonal on, is what the OBS update
+    of column ``j`` needs (:func:`obs_column_update`)."""
+    if not isinstance(hessian, torch.Tensor) or not hessian.is_floating_point():
+        raise TypeError(f"hessian must be a floating-point torch.Tensor, got {type(hessian).__name__}")
+    if hessian.ndim != 2 or hessian.shape[0] != hessian.shape[1]:
+        raise ValueError(f"need a square (in x in) Hessian, got shape {tuple(hessian.shape)}")
+    return _inverse_hessian_factor(hessian, hessian.shape[0], damp)
+
+
+def obs_column_update(weight: torch.Tensor, u: torch.Tensor, column: int, pruned: torch.Tensor) -> torch.Tensor:
+    """One step of the Optimal Brain Surgeon sweep: zero the entries of column ``column`` of ``weight``
+    that ``pruned`` (bool, one per row) marks, and spread each one's error over the columns after it.
+
+    With ``U`` from :func:`inverse_hessian_factor`, the error of row ``r`` is
+    ``e_r = weight[r, column] / U[column, column]`` (0 for a kept entry), and every later column ``k``
+    becomes ``weight[r, k] - e_r * U[column, k]``; columns before ``column`` and the kept entries of
+    ``column`` do not change. Applied to columns 0, 1, ... in turn with the columns of a mask, this is
+    :func:`sparsegpt_update` (which solves the same recursion in blocks). Returns a new tensor."""
+    check_tensor(weight, "weight")
+    check_tensor(u, "u")
+    if weight.ndim != 2 or u.shape != (weight.shape[1], weight.shape[1]):
+        raise ValueError(f"need weight (out x in) and u (in x in), got {tuple(weight.shape)} and {tuple(u.shape)}")
+    if isinstance(column, bool) or not isinstance(column, int) or not 0 <= column < weight.shape[1]:
+        raise ValueError(f"column must be an int in [0, {weight.shape[1]}), got {column!r}")
+    if not isinstance(pruned, torch.Tensor) or pruned.dtype != torch.bool or pruned.shape != weight.shape[:1]:
+        raise ValueError(f"pruned must be a bool tensor with one entry per row ({weight.shape[0]}), got "
+                         f"{getattr(pruned, 'dtype', type(pruned).__name__)} of shape {tuple(getattr(pruned, 'shape', ()))}")
+    w = weight.detach().clone()
+    errors = torch.where(pruned, w[:, column], torch.zeros_like(w[:, column])) / u[column, column]
+    w[:, column:] -= errors[:, None] * u[column, column:][None, :]
+    w[pruned, column] = 0.0  # exactly zero (the subtraction leaves rounding error)
+    return w
+
+
 #: Columns solved at once in the OBS sweep: the batched triangular solve costs rows x width^2 per
 #: chunk, so SparseGPT's 128-column mask blocks are solved in chunks of 32 (the result is the same).
 SOLVE_COLUMNS = 32

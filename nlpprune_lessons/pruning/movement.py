@@ -44,6 +44,20 @@ class _StraightThrough(torch.autograd.Function):
         return grad * mask, grad * weight, None
 
 
+def straight_through(weight: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Movement pruning's masked weight ``weight * mask`` with the straight-through gradient: backward
+    gives ``dL/dweight = dL/dout * mask`` and ``dL/dscores = dL/dout * weight`` (the top-k that made
+    ``mask`` from ``scores`` is treated as the identity), and none to ``mask``. ``scores`` only
+    receives the gradient; its values are not read."""
+    for name, value in (("weight", weight), ("scores", scores), ("mask", mask)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if scores.shape != weight.shape or mask.shape != weight.shape:
+        raise ValueError(f"weight, scores and mask must have one shape, got {tuple(weight.shape)}, "
+                         f"{tuple(scores.shape)} and {tuple(mask.shape)}")
+    return _StraightThrough.apply(weight, scores, mask)
+
+
 class MovementMask(nn.Module):
     """Parametrisation ``W -> W * mask`` with a straight-through gradient to the scores ``S``.
 

@@ -73,11 +73,53 @@ def _sparsity(tensor: torch.Tensor) -> float:
     return int((tensor == 0).sum()) / tensor.numel()
 
 
-def _encode(name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The bitmask and values entries of ``tensor``."""
+def encode_bitmask(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compact form of ``tensor`` that :func:`save_sparse` stores: ``(bits, values)``.
+
+    ``bits`` is a uint8 tensor of ``ceil(numel / 8)`` bytes, the flattened (row-major) nonzero pattern
+    packed eight entries to a byte, the first entry in the most significant bit (``numpy.packbits``'s
+    order; the last byte is padded with zero bits); ``values`` holds the nonzero entries in row-major
+    order, in ``tensor``'s dtype. :func:`decode_bitmask` inverts it."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise TypeError(f"tensor must hold real numbers, got dtype {tensor.dtype}")
     flat = tensor.detach().cpu().reshape(-1)
     nonzero = flat != 0
-    return {name + BITMASK: torch.from_numpy(np.packbits(nonzero.numpy())), name + VALUES: flat[nonzero]}
+    return torch.from_numpy(np.packbits(nonzero.numpy())), flat[nonzero].clone()
+
+
+def bitmask_nbytes(tensor: torch.Tensor) -> int:
+    """Bytes of :func:`encode_bitmask`'s output for ``tensor``: one bit per entry (rounded up to whole
+    bytes) plus the nonzero values at ``tensor``'s element size."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    return math.ceil(tensor.numel() / 8) + int(tensor.count_nonzero()) * tensor.element_size()
+
+
+def decode_bitmask(bits: torch.Tensor, values: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """The dense tensor of ``shape`` that :func:`encode_bitmask` encoded as ``bits`` and ``values``:
+    zeros where a bit is 0, the values in order where it is 1."""
+    if not isinstance(bits, torch.Tensor) or bits.dtype != torch.uint8 or bits.ndim != 1:
+        raise TypeError("bits must be a 1-D uint8 tensor (packed bits, as encode_bitmask returns)")
+    if not isinstance(values, torch.Tensor) or values.ndim != 1:
+        raise TypeError("values must be a 1-D tensor of the nonzero entries")
+    numel = math.prod(shape)
+    if bits.numel() != math.ceil(numel / 8):
+        raise ValueError(f"{bits.numel()} bytes of bits cannot encode shape {tuple(shape)} ({numel} entries "
+                         f"need {math.ceil(numel / 8)} bytes)")
+    nonzero = torch.from_numpy(np.unpackbits(bits.cpu().numpy(), count=numel).astype(bool))
+    if values.numel() != int(nonzero.sum()):
+        raise ValueError(f"{values.numel()} values for {int(nonzero.sum())} set bits")
+    dense = torch.zeros(numel, dtype=values.dtype)
+    dense[nonzero] = values.cpu()
+    return dense.view(tuple(shape))
+
+
+def _encode(name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The bitmask and values entries of ``tensor``."""
+    bits, values = encode_bitmask(tensor)
+    return {name + BITMASK: bits, name + VALUES: values}
 
 
 def _metadata(model: nn.Module, sparse: dict[str, dict], aliases: dict[str, str]) -> dict:
@@ -149,17 +191,15 @@ def _read_metadata(handle, path: str | Path) -> dict:
 def _decode(handle, name: str, info: dict) -> torch.Tensor:
     """The dense tensor ``name``: zeros where its bitmask is 0, its values (in order) elsewhere."""
     numel = math.prod(info["shape"])
-    bits = handle.get_tensor(name + BITMASK).numpy()
-    nonzero = torch.from_numpy(np.unpackbits(bits, count=numel).astype(bool))
+    bits = handle.get_tensor(name + BITMASK)
+    nonzero = torch.from_numpy(np.unpackbits(bits.numpy(), count=numel).astype(bool))
     values = handle.get_tensor(name + VALUES)
     if values.numel() != int(nonzero.sum()) or _dtype_name(values.dtype) != info["dtype"]:
         raise ValueError(
             f"corrupt sparse tensor {name!r}: {values.numel()} {_dtype_name(values.dtype)} values for "
             f"{int(nonzero.sum())} set bits, metadata says {info['dtype']}"
         )
-    dense = torch.zeros(numel, dtype=values.dtype)
-    dense[nonzero] = values
-    return dense.view(info["shape"])
+    return decode_bitmask(bits, values, info["shape"])
 
 
 def _read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
