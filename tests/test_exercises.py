@@ -97,3 +97,9 @@ def test_a_student_copy_with_every_exercise_blank_runs_to_the_end(tmp_path, name
     executed = nbformat.read(record.executed_path, as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert printed.count("not done yet") == len(notebook_exercises(source))
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name[:2])
+def test_each_notebook_opens_with_its_measured_time_and_memory(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[1].cell_type == "code" and f'show_runtime("{path.stem}")' in nb.cells[1].source
