@@ -9,6 +9,7 @@ import re
 
 import nbformat
 import pytest
+import torch
 
 from nlpprune_lessons.course import notebooks as course_notebooks
 from nlpprune_lessons.course.exercise_cells import notebook_exercises, run_exercise
@@ -20,9 +21,19 @@ IDS = [f"{e.notebook[:2]}-{e.check_name}" for e in EXERCISES]
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=IDS)
-def test_the_solution_passes_its_check(exercise):
+def test_the_solution_passes_its_check_and_leaves_the_global_rng_alone(exercise):
+    state = torch.random.get_rng_state()
     run = run_exercise(exercise, stubbed=False)
     assert run.status == "passed", f"{exercise.notebook} cell {exercise.solution_index}:\n{run.output}\n{run.error}"
+    assert torch.equal(torch.random.get_rng_state(), state), "the check changed what later cells draw"
+
+
+def test_zero_fraction_check_takes_any_number_and_names_a_tolerance():
+    assert exercises.check_zero_fraction(lambda t: (t == 0).float().mean().item()) == exercises.PASSED  # float32 mean
+    assert exercises.check_zero_fraction(lambda t: (t == 0).double().mean()) == exercises.PASSED  # a 0-d tensor
+    with pytest.raises(exercises.ExerciseError, match=r"for \[-0\.0, 1e-12, 0\.0\] \(float64\), the share of zeros: "
+                                                      r"expected 0\.666667, got 1\. Count only the entries exactly"):
+        exercises.check_zero_fraction(lambda t: (t.abs() < 1e-6).float().mean().item())
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=IDS)

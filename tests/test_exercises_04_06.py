@@ -110,7 +110,8 @@ def test_the_checks_leave_the_global_random_stream_alone():
     before = torch.rand(3)
     torch.manual_seed(0)
     for check, answer in [(check_unit_rows, unit_rows), (check_unit_columns, unit_columns),
-                          (check_mask_prox_step, prox_step)]:
+                          (check_remove_unit, remove_unit),  # the answer itself builds new layers
+                          (check_mask_prox_step, prox_step), (check_attention_mask, mask_from_lengths)]:
         check(answer)
     assert torch.equal(torch.rand(3), before)
 

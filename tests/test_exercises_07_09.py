@@ -76,8 +76,20 @@ def encode_sparse(weight):
 
 def test_topk_mask_check():
     assert check_topk_mask(keep_top) == PASSED
-    with pytest.raises(ExerciseError, match=r"07\.1.*keep \d+ of \d+ entries"):
+    with pytest.raises(ExerciseError, match=r"07\.1.*sparsity 0\.5 on a \(4, 6\) tensor, the mask: 24 of 24 entries "
+                                            r"differ"):
         check_topk_mask(lambda scores, sparsity: topk_mask(-scores, sparsity))
+
+    def truncated(scores, sparsity):  # int() where the statement says round(): 60.8 -> 60 zeros, not 61
+        mask = torch.ones_like(scores)
+        k = int(sparsity * scores.numel())
+        if k:
+            mask.view(-1)[scores.flatten().topk(k, largest=False).indices] = 0
+        return mask
+
+    with pytest.raises(ExerciseError, match=r"07\.1.*sparsity 0\.95 on a \(8, 8\) tensor: keep 3 of 64 entries, you "
+                                            r"kept 4.*round\(sparsity \* numel\)"):
+        check_topk_mask(truncated)
 
 
 def test_straight_through_check_passes_and_names_the_missing_score_gradient():
@@ -262,8 +274,11 @@ def obs_column(weight, u, column, pruned):
 
 def test_nm_mask_check():
     assert check_nm_mask(nm_mask) == PASSED
-    with pytest.raises(ExerciseError, match=r"09\.1.*keep its \d highest scores"):
+    with pytest.raises(ExerciseError, match=r"09\.1.*2:4 on a \(3, 8\) tensor, the mask: 24 of 24 entries differ.*keep "
+                                            r"its 2 highest scores"):
         check_nm_mask(lambda scores, n, m: nm_mask(-scores, n, m))
+    with pytest.raises(ExerciseError, match=r"09\.1.*not 2 per row"):  # the 4 highest of each row of 8, not 2 of every 4
+        check_nm_mask(lambda scores, n, m: nm_mask(scores, n * scores.shape[1] // m, scores.shape[1]))
 
 
 def test_wanda_check_names_the_norm():

@@ -93,8 +93,9 @@ class UnitMaskedLM(nn.Module):
 
     @torch.no_grad()
     def shrink(self, amount: float) -> None:
-        """Proximal step of ``amount * sum(m)`` on ``m >= 0``: every mask moves ``amount`` towards 0
-        and stops there (soft-thresholding); masks already at 0 stay at 0 unless a gradient lifts them."""
+        """Proximal step of ``amount * sum(m)`` on ``m >= 0``: every mask decreases by ``amount`` and any
+        that would end below 0 is set to 0 (soft-thresholding on the non-negative masks); a mask at 0
+        stays there unless a gradient step lifts it."""
         if not amount >= 0:
             raise ValueError(f"amount must be >= 0, got {amount}")
         for mask in self.masks:

@@ -6,8 +6,10 @@ SCHEDULES = ("constant", "linear")
 
 
 def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Learning-rate factor: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``
-    (the BERT fine-tuning schedule)."""
+    """Learning-rate factor of update ``step`` (0-based): ``(step + 1) / warmup_steps`` during warm-up (the
+    first update already gets ``1 / warmup_steps``, the last warm-up update the full rate), then linear
+    decay from 1 to 0 at ``total_steps`` (the BERT fine-tuning schedule; transformers'
+    ``get_linear_schedule_with_warmup`` starts at 0 instead, wasting the first update)."""
     if not 0 <= warmup_steps <= total_steps:
         raise ValueError(f"need 0 <= warmup_steps <= total_steps, got {warmup_steps} and {total_steps}")
     if step < warmup_steps:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -14,6 +13,15 @@ __all__ = ["check_negation_safe_stopwords", "check_oov_rate", "check_padding_sha
 
 #: Words the random token lists of the checks are drawn from, most likely first.
 _WORDS = ["the", "film", "a", "good", "not", "plot", "bad", "actor", "dull", "fun", "long", "story"]
+
+
+def _describe(got: object) -> str:
+    """What the learner returned, for a message: the type, and for a list the type of its first non-string."""
+    if isinstance(got, (list, tuple)):
+        odd = next((item for item in got if not isinstance(item, str)), None)
+        if odd is not None:
+            return f"a {type(got).__name__} holding a {type(odd).__name__} ({odd!r})"
+    return type(got).__name__
 
 
 def _random_reviews(generator: torch.Generator, n: int, max_len: int) -> list[list[str]]:
@@ -46,7 +54,7 @@ def check_vocabulary_tokens(vocabulary_tokens: Callable[[Sequence[Sequence[str]]
         got = vocabulary_tokens([list(tokens) for tokens in token_lists], min_freq)
         where = f"for min_freq={min_freq} and token counts {dict(sorted(counts.items()))}"
         require(isinstance(got, (list, tuple)) and all(isinstance(t, str) for t in got),
-                f"return a list of token strings, got {type(got).__name__}")
+                f"return a list of token strings, got {_describe(got)}")
         got = list(got)
         require(got[: len(SPECIALS)] == list(SPECIALS),
                 f"{where}: the list must start with the special tokens {list(SPECIALS)} in that order (ids 0 to "
@@ -89,12 +97,9 @@ def check_oov_rate(oov_rate: Callable[[Sequence[Sequence[str]], object], float])
         expected = vocab.oov_rate(token_lists)
         got = oov_rate([list(tokens) for tokens in token_lists], vocab)
         shown = token_lists if len(token_lists) < 5 else f"{len(token_lists)} random reviews"
-        require(
-            got is not None and not isinstance(got, bool) and isinstance(got, (int, float))
-            and math.isclose(float(got), expected, abs_tol=1e-9),
-            f"for {shown} and a vocabulary of {vocab.itos} the answer is {expected:.4f}, you returned {got!r}. "
-            "Divide the number of tokens missing from vocab by the number of tokens (count repeats; skip nothing).",
-        )
+        compare_numbers(got, expected, f"for {shown} and a vocabulary of {vocab.itos}, the OOV rate",
+                        "Divide the number of tokens missing from vocab by the number of tokens (count repeats; "
+                        "skip nothing).")
     return ("token occurrences missing from the vocabulary over all tokens, as Vocab.oov_rate (the OOV numbers "
             "of this notebook).")
 
@@ -116,13 +121,14 @@ def check_negation_safe_stopwords(negation_safe: Callable[[Sequence[str]], list[
         either_way = {w for w in words if w + "'t" in words and not is_negation(w)}  # "won"
         got = negation_safe(list(words))
         require(isinstance(got, (list, tuple)) and all(isinstance(w, str) for w in got),
-                f"{name}: return a list of words, got {type(got).__name__}")
+                f"{name}: return a list of words (strings), got {_describe(got)}")
         got = list(got)
         extra = [w for w in got if w not in words]
         require(not extra, f"{name}: only remove words from the list you are given; these are not in it: {extra[:10]}")
         kept_negations = [w for w in got if is_negation(w)]
         require(not kept_negations,
-                f"{name}: these still remove negation cues: {kept_negations[:10]}. Look for 'no', 'not', 'nor', "
+                f"{name}: your list still holds these negation cues, so removing stopwords would delete them "
+                f"from the text: {kept_negations[:10]}. Look for 'no', 'not', 'nor', "
                 "words ending in n't, and their clipped forms such as 'didn' or 'wasn' (or 'ain', whose full form "
                 "NLTK's list does not hold).")
         lost = [w for w in expected if w not in got and w not in either_way]

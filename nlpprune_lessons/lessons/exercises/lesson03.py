@@ -104,7 +104,8 @@ def check_layer_magnitude_mask(layer_magnitude_mask: Callable[[torch.Tensor, flo
     generator = torch.Generator().manual_seed(0)
     hint = ("Zero the round(amount * weight.numel()) entries of this tensor with the smallest absolute value "
             "(a large negative weight is large), keep the rest; the mask has the weight's shape.")
-    for shape, amount in [((6, 4), 0.5), ((16, 8), 0.9), ((10,), 0.3), ((5, 5), 0.0), ((3, 4), 1.0)]:
+    # (7, 3) at 0.7: 14.7 entries, so round() zeroes 15 and int() only 14
+    for shape, amount in [((6, 4), 0.5), ((16, 8), 0.9), ((10,), 0.3), ((7, 3), 0.7), ((5, 5), 0.0), ((3, 4), 1.0)]:
         weight = torch.randn(*shape, generator=generator) - 0.5  # more negative than positive weights
         holder = nn.Module()
         holder.weight = nn.Parameter(weight.clone())

@@ -55,9 +55,9 @@ def check_straight_through_gumbel(st_gumbel_softmax: Callable[[torch.Tensor, tor
     require_callable(st_gumbel_softmax, "st_gumbel_softmax")
     hint_value = ("Forward, the sample is exact: a one-hot row with its 1 at the argmax of logits + gumbel "
                   "(dividing by tau does not move the argmax).")
-    hint_grad = ("Backward, the gradient must be that of the soft sample softmax((logits + gumbel) / tau): "
-                 "return the soft sample plus a correction that has the value (one-hot - soft sample) but no "
-                 "gradient (detach it).")
+    hint_grad = ("Backward, the gradient must be that of the soft sample softmax((logits + gumbel) / tau), while "
+                 "the value stays the one-hot sample. A tensor's value and its gradient can come from different "
+                 "terms: a detached term adds to the value and passes no gradient.")
     generator = torch.Generator().manual_seed(5)
     for shape, tau in [((4, 7), 1.0), ((3, 5), 0.5), ((2, 3, 6), 2.0)]:
         where = f"logits of shape {shape}, tau {tau}"
@@ -83,15 +83,17 @@ def check_straight_through_gumbel(st_gumbel_softmax: Callable[[torch.Tensor, tor
 def check_mask_prox_step(prox_step: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor]) -> str:
     """Exercise 05.3: ``prox_step(mask, grad, lr, l1)`` = one proximal gradient step on unit masks ``m >= 0``
     with the penalty ``l1 * sum(m)``: a gradient step ``mask - lr * grad``, then the proximal step of the
-    penalty (soft-thresholding by ``lr * l1``, stopping at 0). Compared with a gradient step followed by the
-    library's :meth:`~nlpprune_lessons.structured.adversarial.UnitMaskedLM.shrink`, layer by layer."""
+    penalty on ``m >= 0`` (every mask decreases by ``lr * l1``; one that would end below 0 is set to 0).
+    Compared with a gradient step followed by the library's
+    :meth:`~nlpprune_lessons.structured.adversarial.UnitMaskedLM.shrink`, layer by layer."""
     from nlpprune_lessons.models.rnn import RNNLanguageModel
     from nlpprune_lessons.structured.adversarial import UnitMaskedLM
 
     require_callable(prox_step, "prox_step")
-    hint = ("First the gradient step on the loss: mask - lr * grad. Then the penalty's proximal step: move every "
-            "mask lr * l1 towards 0, and stop at 0: masks live on m >= 0, so none may end below 0 (a plain "
-            "subgradient step of the penalty would overshoot 0 and oscillate around it instead).")
+    hint = ("First the gradient step on the loss: mask - lr * grad. Then the penalty's proximal step: every mask "
+            "decreases by lr * l1, and masks live on m >= 0, so none may end below 0, not even one the gradient step "
+            "already took below 0 (a plain subgradient step of the penalty would overshoot 0 and oscillate around "
+            "it instead).")
     with torch.random.fork_rng(devices=[]):  # the constructor draws from the global RNG; leave it as it was
         masked = UnitMaskedLM(RNNLanguageModel(vocab_size=11, embed_dim=4, hidden_size=8, num_layers=2))
     generator = torch.Generator().manual_seed(7)

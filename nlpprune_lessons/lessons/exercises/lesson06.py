@@ -25,8 +25,8 @@ def check_attention_mask(mask_from_lengths: Callable[[torch.Tensor, int], torch.
     from nlpprune_lessons.models.transformers import encoder_loader
 
     require_callable(mask_from_lengths, "mask_from_lengths")
-    hint = ("Row b has lengths[b] real tokens followed by padding: compare the positions 0..width-1 with each "
-            "row's length (broadcasting a row of positions against a column of lengths).")
+    hint = ("Row b has lengths[b] real tokens followed by padding: 1 on positions 0 .. lengths[b] - 1, 0 on "
+            "positions lengths[b] .. width - 1 (a position equal to the length is already padding).")
     generator = torch.Generator().manual_seed(0)
     cases = [(torch.tensor([3, 1, 4]), 4), (torch.tensor([2]), 5), (torch.tensor([6, 6]), 6),
              (torch.randint(1, 9, (5,), generator=generator), 9)]
@@ -97,8 +97,8 @@ def check_lr_factor(lr_factor: Callable[[int, int, int], float]) -> str:
                         "warm-up update (step warmup_steps - 1) the full rate.")
             else:
                 hint = ("After warm-up the factor falls linearly from 1 at step warmup_steps to 0 at step total_steps, "
-                        "so by 1 / (total_steps - warmup_steps) per step; with no warm-up it starts at 1 at step 0, and "
-                        "it never goes below 0.")
+                        "so by 1 / (total_steps - warmup_steps) per step; with no warm-up it starts at 1 at step 0; "
+                        "when warmup_steps equals total_steps it is 0 at step total_steps; it never goes below 0.")
             compare_numbers(lr_factor(step, total, warmup), expected,
                             f"with total_steps {total} and warmup_steps {warmup}, the factor at step {step}", hint,
                             rel=1e-9, abs_tol=1e-12)

@@ -25,15 +25,19 @@ def check_topk_mask(keep_top: Callable[[torch.Tensor, float], torch.Tensor]) -> 
 
     require_callable(keep_top, "keep_top")
     generator = torch.Generator().manual_seed(7)
+    hint = ("Keep (1) the entries with the highest scores and zero (0) the round(sparsity * numel) lowest, over the "
+            "whole tensor; the mask has the scores' shape.")
     for shape, sparsity in [((4, 6), 0.5), ((10, 3), 0.9), ((5,), 0.0), ((8, 8), 0.95)]:
         scores = torch.randn(shape, generator=generator)
         expected, got = topk_mask(scores, sparsity), keep_top(scores.clone(), sparsity)
+        where = f"for sparsity {sparsity} on a {tuple(shape)} tensor"
         require(isinstance(got, torch.Tensor) and got.shape == scores.shape,
-                f"return a tensor of shape {tuple(scores.shape)}, got {getattr(got, 'shape', type(got).__name__)}.")
-        require(torch.equal(got.float(), expected),
-                f"for sparsity {sparsity} on a {tuple(shape)} tensor keep {int(expected.sum())} of {scores.numel()} "
-                f"entries (the highest scores); you kept {int((got != 0).sum())}, or not the highest ones. "
-                "Zero the round(sparsity * numel) lowest scores (torch.topk(..., largest=False)).")
+                f"{where}: return a tensor of shape {tuple(scores.shape)}, got "
+                f"{tuple(got.shape) if torch.is_tensor(got) else type(got).__name__}. {hint}")
+        kept = int((got != 0).sum())
+        require(kept == int(expected.sum()),
+                f"{where}: keep {int(expected.sum())} of {scores.numel()} entries, you kept {kept}. {hint}")
+        compare_tensors(got.float(), expected, f"{where}, the mask", hint)
     return "exactly the top-k scores are kept in every matrix, as movement pruning's forward pass does."
 
 

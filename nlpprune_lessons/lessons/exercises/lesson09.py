@@ -22,11 +22,10 @@ def check_nm_mask(keep_n_of_m: Callable[[torch.Tensor, int, int], torch.Tensor])
     for shape, n, m in [((3, 8), 2, 4), ((4, 16), 2, 4), ((2, 16), 4, 8), ((5, 6), 1, 3)]:
         scores = torch.randn(shape, generator=generator)
         expected, got = nm_mask(scores, n, m), keep_n_of_m(scores.clone(), n, m)
-        require(isinstance(got, torch.Tensor) and got.shape == scores.shape,
-                f"return a tensor of shape {tuple(scores.shape)}, got {getattr(got, 'shape', type(got).__name__)}.")
-        require(torch.equal(got.float(), expected),
-                f"for {n}:{m} on a {tuple(shape)} tensor, every group of {m} consecutive entries of a row must keep "
-                f"its {n} highest scores. Reshape to (-1, {m}), take topk({n}, dim=1) and scatter ones.")
+        where = f"for {n}:{m} on a {tuple(shape)} tensor"
+        hint = (f"Every group of {m} consecutive entries of a row (entries 0..{m - 1}, {m}..{2 * m - 1}, ...) must keep "
+                f"its {n} highest scores as 1 and the others as 0: {n} per group, not {n} per row or per column.")
+        compare_tensors(got.float() if torch.is_tensor(got) else got, expected, f"{where}, the mask", hint)
     return "every group of m consecutive weights keeps its n highest scores: the pattern sparse tensor cores read."
 
 

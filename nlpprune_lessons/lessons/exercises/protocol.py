@@ -7,12 +7,15 @@ one-line "not done yet" (no traceback, no answer) and returns :data:`NOT_DONE`, 
 A wrong answer raises :class:`ExerciseError`, whose message names the first mismatch (shape, dtype,
 entry, expected vs got) and gives a hint without the solution; inside IPython only that message is
 shown (``_render_traceback_``), not a traceback through this package. A right answer prints one line and returns :data:`PASSED`.
+The check, and the learner's function inside it, run with torch's global CPU random state saved and
+restored: running a check cell or not changes nothing a later cell draws.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -34,14 +37,15 @@ def exercise(number: str, title: str) -> Callable:
     """Decorate a check: ``number`` like ``"03.2"``, ``title`` a few words naming what the learner writes.
 
     The decorated check returns the success message (a string) or raises :class:`ExerciseError`; the
-    wrapper prints the result line and turns a ``NotImplementedError`` raised by the learner's stub into
-    "not done yet"."""
+    wrapper prints the result line, turns a ``NotImplementedError`` raised by the learner's stub into
+    "not done yet", and leaves torch's global CPU random state as it found it."""
 
     def decorate(check: Callable[..., str]) -> Callable[..., str]:
         @functools.wraps(check)
         def run(*args, **kwargs) -> str:
             try:
-                message = check(*args, **kwargs)
+                with torch.random.fork_rng(devices=[]):  # new layers and DataLoaders draw from it
+                    message = check(*args, **kwargs)
             except NotImplementedError:
                 print(f"{NOT_DONE_MARK} Exercise {number} ({title}): not done yet. Write your code between "
                       "'# YOUR CODE HERE' and '# END YOUR CODE' in the cell above, run it, then run this "
@@ -94,9 +98,10 @@ def compare_tensors(got: object, expected: torch.Tensor, what: str, hint: str, *
 
 
 def compare_numbers(got: object, expected: float, what: str, hint: str, *, rel: float = 1e-6, abs_tol: float = 1e-9) -> None:
-    """Require ``got`` to be a real number close to ``expected``."""
+    """Require ``got`` to be a real number (a Python or NumPy scalar, or a one-element tensor) close to
+    ``expected``."""
     number = got.item() if torch.is_tensor(got) and got.numel() == 1 else got
-    require(isinstance(number, (int, float)) and not isinstance(number, bool),
+    require(isinstance(number, numbers.Real) and not isinstance(number, bool),
             f"{what}: return a number, got {type(got).__name__}. {hint}")
     require(math.isclose(float(number), expected, rel_tol=rel, abs_tol=abs_tol),
             f"{what}: expected {expected:.6g}, got {float(number):.6g}. {hint}")
