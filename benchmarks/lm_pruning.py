@@ -123,7 +123,8 @@ def main() -> int:
                           for split in on)
         print(f"{experiment:>16} {record['method']:>36} {record['sparsity']:>4}: perplexity {shown}; pruning "
               f"{record['prune_seconds']:.0f} s" + (f", fine-tune {record['fine_tune_seconds']:.0f} s at lr "
-                                                     f"{record['fine_tune_lr']:g}" if "fine_tune_seconds" in record
+                                                     f"{record['fine_tune_lr']:g}{l09_generation.lr_edge_note(record)}"
+                                                     if "fine_tune_seconds" in record
                                                      else ""), flush=True)
         return record
 

