@@ -167,6 +167,8 @@ def main() -> int:
                     "validation_book": l09_generation.VALIDATION_BOOK, "test_book": l09_generation.EVAL_BOOK})
 
     table = pd.DataFrame([r for r in records if "validation_perplexity" in r])
+    if "fine_tune_lr" in table:  # a rate such as 3e-4 would round to 0.0 below
+        table["fine_tune_lr"] = table.fine_tune_lr.map(lambda lr: "" if pd.isna(lr) else f"{lr:g}")
     with pd.option_context("display.width", 220, "display.max_colwidth", 60):
         columns = ["experiment", "method", "sparsity", "calibration_sequences", "validation_perplexity",
                    "test_perplexity", "test_loss_se", "test_ratio_to_dense", "prunable_sparsity", "overall_sparsity",
