@@ -26,7 +26,7 @@ from nlpprune_lessons.lessons.l02_rnn import (
     sentiment_loader,
 )
 from nlpprune_lessons.models import RNNClassifier, RNNLanguageModel
-from nlpprune_lessons.pruning import default_params, effective_weight
+from nlpprune_lessons.pruning import default_params, effective_weight, zero_fraction
 from nlpprune_lessons.pruning.protocols import Train
 from nlpprune_lessons.text.perturb import changed_share, perturb_texts
 from nlpprune_lessons.text.streams import batchify, num_bptt_windows, spread_stream
@@ -197,7 +197,7 @@ def plot_weight_histograms(ax: Axes, models: Mapping[str, nn.Module], bins: int 
     edges = np.linspace(-limit, limit, bins + 1)
     zeros = {}
     for label, v in values.items():
-        zeros[label] = float((v == 0).float().mean())
+        zeros[label] = zero_fraction(v)
         shown = f"{label} ({zeros[label]:.0%} zeros, not drawn)" if zeros[label] else label
         ax.hist(v[v != 0].numpy(), bins=edges, histtype="step", linewidth=1.4, label=shown)
     ax.set_yscale("log")

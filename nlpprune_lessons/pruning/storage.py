@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from nlpprune_lessons.pruning.params import effective_state_dict, pruned_params
+from nlpprune_lessons.pruning.report import zero_fraction
 
 FORMAT_VERSION = 1
 METADATA_KEY = "nlpprune_sparse"
@@ -69,10 +70,6 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     return unique, aliases
 
 
-def _sparsity(tensor: torch.Tensor) -> float:
-    return int((tensor == 0).sum()) / tensor.numel()
-
-
 def encode_bitmask(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The compact form of ``tensor`` that :func:`save_sparse` stores: ``(bits, values)``.
 
@@ -108,10 +105,20 @@ def decode_bitmask(bits: torch.Tensor, values: torch.Tensor, shape: tuple[int, .
     if bits.numel() != math.ceil(numel / 8):
         raise ValueError(f"{bits.numel()} bytes of bits cannot encode shape {tuple(shape)} ({numel} entries "
                          f"need {math.ceil(numel / 8)} bytes)")
-    nonzero = torch.from_numpy(np.unpackbits(bits.cpu().numpy(), count=numel).astype(bool))
+    nonzero = _unpack(bits, numel)
     if values.numel() != int(nonzero.sum()):
         raise ValueError(f"{values.numel()} values for {int(nonzero.sum())} set bits")
-    dense = torch.zeros(numel, dtype=values.dtype)
+    return _scatter(nonzero, values, shape)
+
+
+def _unpack(bits: torch.Tensor, numel: int) -> torch.Tensor:
+    """The bool nonzero pattern (``numel`` entries) packed in ``bits``."""
+    return torch.from_numpy(np.unpackbits(bits.cpu().numpy(), count=numel).astype(bool))
+
+
+def _scatter(nonzero: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
+    """Zeros of ``shape`` with ``values``, in order, where ``nonzero`` is set."""
+    dense = torch.zeros(nonzero.numel(), dtype=values.dtype)
     dense[nonzero] = values.cpu()
     return dense.view(tuple(shape))
 
@@ -147,7 +154,7 @@ def save_sparse(model: nn.Module, path: str | Path, *, min_sparsity: float = 0.0
     stored, sparse, report = {}, {}, {}
     for name, tensor in tensors.items():
         candidate = tensor.is_floating_point() and tensor.dim() >= 2 and tensor.numel() > 0
-        sparsity = _sparsity(tensor) if candidate else 0.0
+        sparsity = zero_fraction(tensor) if candidate else 0.0
         if not (candidate and sparsity >= min_sparsity):
             stored[name] = tensor.contiguous()
             continue
@@ -190,16 +197,14 @@ def _read_metadata(handle, path: str | Path) -> dict:
 
 def _decode(handle, name: str, info: dict) -> torch.Tensor:
     """The dense tensor ``name``: zeros where its bitmask is 0, its values (in order) elsewhere."""
-    numel = math.prod(info["shape"])
-    bits = handle.get_tensor(name + BITMASK)
-    nonzero = torch.from_numpy(np.unpackbits(bits.numpy(), count=numel).astype(bool))
+    nonzero = _unpack(handle.get_tensor(name + BITMASK), math.prod(info["shape"]))
     values = handle.get_tensor(name + VALUES)
     if values.numel() != int(nonzero.sum()) or _dtype_name(values.dtype) != info["dtype"]:
         raise ValueError(
             f"corrupt sparse tensor {name!r}: {values.numel()} {_dtype_name(values.dtype)} values for "
             f"{int(nonzero.sum())} set bits, metadata says {info['dtype']}"
         )
-    return decode_bitmask(bits, values, info["shape"])
+    return _scatter(nonzero, values, info["shape"])
 
 
 def _read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -45,8 +45,7 @@ def check_unit_rows(unit_rows: Callable[[int, int, int], Sequence[int]]) -> str:
         require(got == expected, f"{what}: expected the rows {expected}, got {got}. {hint}")
     # the rows really are the unit: zero them in an LSTM and the unit's output stays exactly 0
     generator = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng(devices=[]):  # leave the global RNG as it was; the weights are set below
-        lstm = torch.nn.LSTM(3, 5, batch_first=True)
+    lstm = torch.nn.LSTM(3, 5, batch_first=True)  # the weights are set below
     with torch.no_grad():
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             param = getattr(lstm, name)
@@ -87,8 +86,7 @@ def check_unit_columns(unit_columns: Callable[[int, int, int], tuple[Sequence[in
     # behaviour: cut the unit's outgoing columns, then its own weights must not matter downstream
     generator = torch.Generator().manual_seed(1)
     unit, hidden_size = 2, 5
-    with torch.random.fork_rng(devices=[]):
-        lstm = nn.LSTM(3, hidden_size, num_layers=2, bidirectional=True, batch_first=True)
+    lstm = nn.LSTM(3, hidden_size, num_layers=2, bidirectional=True, batch_first=True)
     with torch.no_grad():
         for p in lstm.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * 0.7)
@@ -111,8 +109,7 @@ def check_unit_columns(unit_columns: Callable[[int, int, int], tuple[Sequence[in
 def _classifier(hidden_size: int, seed: int):
     from nlpprune_lessons.models.rnn import RNNClassifier
 
-    with torch.random.fork_rng(devices=[]):  # the constructor draws from the global RNG; leave it as it was
-        model = RNNClassifier(vocab_size=20, num_classes=3, embed_dim=4, hidden_size=hidden_size)
+    model = RNNClassifier(vocab_size=20, num_classes=3, embed_dim=4, hidden_size=hidden_size)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
