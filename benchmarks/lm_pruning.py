@@ -27,7 +27,8 @@ classroom laptops have, and each run tries every learning rate of ``LM_SETTINGS[
 
 Each finished run is appended to a journal in the course cache (``lm_pruning-<mode>.jsonl``, keyed by
 the run and the lesson's settings): an interrupted benchmark resumes where it stopped (``--fresh``
-ignores the journal). A resumed run's ``prune_seconds`` are those of its first run.
+ignores the journal). A resumed run's ``prune_seconds`` are those of its first run. A fine-tune whose
+grid of learning rates extends an earlier finished one fine-tunes only the new rates.
 """
 
 from __future__ import annotations
@@ -104,17 +105,32 @@ def main() -> int:
 
     journal = RunJournal(config.cache_dir() / f"lm_pruning-{config.mode().lower()}.jsonl", args.fresh)
     settings_key = json.dumps(settings, sort_keys=True, default=str)
+    untuned_key = json.dumps({k: v for k, v in settings.items() if k != "fine_tune"}, sort_keys=True, default=str)
+
+    def grid_free(key: str) -> str:  # a journal key without the fine-tune's learning rates
+        entry = json.loads(key)
+        run_settings = json.loads(entry["settings"])
+        run_settings["fine_tune"].pop("lrs", None)
+        return json.dumps(entry | {"settings": run_settings}, sort_keys=True)
 
     def run(experiment: str, method: str, sparsity, data, on: dict, tuned: bool = False, **kwargs) -> dict:
         key = json.dumps({"experiment": experiment, "method": method, "sparsity": str(sparsity), "tuned": tuned,
                           "calibration": None if data is None else len(data), "on": sorted(on),
-                          "options": {k: v for k, v in kwargs.items() if k != "train_ids"}, "settings": settings_key},
+                          "options": {k: v for k, v in kwargs.items() if k != "train_ids"},
+                          "settings": settings_key if tuned else untuned_key},
                          sort_keys=True)
         if key in journal.runs:
             record = dict(journal.runs[key])
+        elif tuned:  # a finished run on a smaller grid of learning rates: only the new rates are fine-tuned
+            smaller = [journal.runs[k] for k in journal.runs if grid_free(k) == grid_free(key)
+                       and set(journal.runs[k]["fine_tune_lrs"]) < set(settings["fine_tune"]["lrs"])]
+            record = {"experiment": experiment,
+                      **l09_generation.tuned_run(method, sparsity, data, on, settings, earlier=max(
+                          smaller, key=lambda r: len(r["fine_tune_lrs"]), default=None), **kwargs)}
+            journal.add(key, record)
         else:
-            runner = l09_generation.tuned_run if tuned else l09_generation.pruned_run
-            record = {"experiment": experiment, **runner(method, sparsity, data, on, settings, **kwargs)}
+            record = {"experiment": experiment, **l09_generation.pruned_run(method, sparsity, data, on, settings,
+                                                                              **kwargs)}
             journal.add(key, record)
         for split in on:
             record[f"{split}_ratio_to_dense"] = record[f"{split}_perplexity"] / dense[f"{split}_perplexity"]

@@ -552,6 +552,36 @@ def test_tuned_run_chooses_the_learning_rate_on_validation_and_reads_test_once(m
                                  train_ids=calibration(seed=5, sequences=8))
 
 
+
+@pytest.mark.slow
+def test_tuned_run_on_an_extended_grid_fine_tunes_only_the_new_rates(monkeypatch):
+    monkeypatch.setattr(l09_generation, "load_causal_lm", lambda: (tiny_llama(tie=True), CharTokenizer()))
+    small = dict(window=16, max_new_tokens=4, batch_size=4)
+    tune = l09_generation.LM_SETTINGS["fine_tune"] | dict(batch_size=4)
+    texts = {"validation": "the quick brown fox jumps over the lazy dog " * 4,
+             "test": "a different text to score, read once at the end " * 4}
+    train_ids = calibration(seed=5, sequences=8)
+
+    def settings(lrs):
+        return l09_generation.LM_SETTINGS | small | dict(fine_tune=tune | dict(lrs=lrs))
+
+    full = l09_generation.tuned_run("wanda", 0.5, calibration(), texts, settings((1e-5, 3e-3)), train_ids=train_ids)
+    earlier = l09_generation.tuned_run("wanda", 0.5, calibration(), texts, settings((1e-5,)), train_ids=train_ids)
+    tuned_rates = []
+    real_model = l09_generation.pruned_model
+    monkeypatch.setattr(l09_generation, "pruned_model", lambda *a, lr=None, **k: tuned_rates.append(lr)
+                        or real_model(*a, lr=lr, **k))
+    extended = l09_generation.tuned_run("wanda", 0.5, calibration(), texts, settings((1e-5, 3e-3)),
+                                        train_ids=train_ids, earlier=earlier)
+    assert tuned_rates == [3e-3]
+    assert extended["fine_tune_lrs"] == full["fine_tune_lrs"] == [1e-5, 3e-3]
+    assert extended["fine_tune_lr_validation_perplexity"] == pytest.approx(full["fine_tune_lr_validation_perplexity"])
+    assert extended["fine_tune_lr"] == full["fine_tune_lr"]
+    assert extended["test_perplexity"] == pytest.approx(full["test_perplexity"])
+    with pytest.raises(ValueError, match="subset of the rates"):
+        l09_generation.tuned_run("wanda", 0.5, calibration(), texts, settings((3e-3,)), train_ids=train_ids,
+                                 earlier=earlier)
+
 # --------------------------------------------------------------------------- perplexity and generation
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
     model = tiny_llama()

@@ -53,7 +53,7 @@ LM_SETTINGS = dict(eval_tokens=8192, window=512, calibration_sequences=128, cali
                    max_new_tokens=40, tie_sparsity=0.5,
                    recovery=(("wanda", 0.5), ("magnitude", 0.5), ("wanda", "2:4"), ("sparsegpt", 0.5),
                              ("sparsegpt", "2:4")),
-                   fine_tune=dict(sequences=384, length=128, batch_size=8, lrs=(3e-5, 1e-4, 3e-4), seed=1,
+                   fine_tune=dict(sequences=384, length=128, batch_size=8, lrs=(3e-5, 1e-4, 3e-4, 1e-3), seed=1,
                                   kd_temperature=1.0, kd_weight=0.5))
 #: FAST: the same code path on 512 test and 512 validation tokens (in 128-token windows), 8 calibration sequences, three
 #: sparsities, and recovery at 50% only (Wanda's mask + update, and SparseGPT: each adds an OBS solve per
@@ -241,11 +241,15 @@ def pruned_run(method: str, sparsity: float | str, calibration: torch.Tensor | N
 
 def tuned_run(method: str, sparsity: float | str, calibration: torch.Tensor | None, texts: Mapping[str, str],
               settings: dict, *, train_ids: torch.Tensor, update: bool = False, distill: bool = False,
-              progress: Callable | None = None) -> dict:
+              earlier: Mapping | None = None, progress: Callable | None = None) -> dict:
     """:func:`pruned_run` with a fine-tune at each of ``settings["fine_tune"]["lrs"]``: the learning rate
     with the lowest validation perplexity is kept (its weights held aside meanwhile), and only that model
     is measured on ``texts["test"]``. The record lists every tried rate and its validation perplexity
-    (``fine_tune_lrs``, ``fine_tune_lr_validation_perplexity``)."""
+    (``fine_tune_lrs``, ``fine_tune_lr_validation_perplexity``).
+
+    ``earlier`` is a finished record of the same run on a smaller grid (a subset of the rates, measured
+    on the same texts): its rates are not fine-tuned again, so extending a grid costs only the new rates.
+    When its rate stays the best, its record (test included) is kept; else the new best is measured."""
     check_texts(texts)
     if "validation" not in texts:
         raise ValueError("the learning rate is chosen on validation: texts needs a 'validation' text")
@@ -254,8 +258,19 @@ def tuned_run(method: str, sparsity: float | str, calibration: torch.Tensor | No
     lrs = tuple(settings["fine_tune"]["lrs"])
     if not lrs or any(isinstance(r, bool) or not isinstance(r, (int, float)) or not r > 0 for r in lrs):
         raise ValueError(f"settings['fine_tune']['lrs'] must be positive learning rates, got {lrs!r}")
-    best, tried = None, []
+    known = {}
+    if earlier is not None:
+        earlier_lrs = earlier.get("fine_tune_lrs")
+        if not earlier_lrs or not set(earlier_lrs) <= set(lrs) or not all(f"{s}_perplexity" in earlier for s in texts):
+            raise ValueError(f"earlier must be a tuned_run record on a subset of the rates {lrs} measured on "
+                             f"{sorted(texts)}, got rates {earlier_lrs!r} and keys {sorted(earlier)}")
+        known = dict(zip(earlier_lrs, earlier["fine_tune_lr_validation_perplexity"]))
+    best = (None, dict(earlier)) if earlier is not None else None
+    tried = []
     for lr in lrs:
+        if lr in known:
+            tried.append(known[lr])
+            continue
         model, tokenizer, record = pruned_model(method, sparsity, calibration, settings, update=update,
                                                 train_ids=train_ids, distill=distill, lr=lr, progress=progress)
         record.update(measure(model, tokenizer, {"validation": texts["validation"]}, settings))
@@ -266,7 +281,7 @@ def tuned_run(method: str, sparsity: float | str, calibration: torch.Tensor | No
         release_memory()
     state, record = best
     record.update({"fine_tune_lrs": list(lrs), "fine_tune_lr_validation_perplexity": tried})
-    if "test" in texts:
+    if "test" in texts and state is not None:
         model, tokenizer = load_causal_lm()
         model.load_state_dict(state)
         del state
