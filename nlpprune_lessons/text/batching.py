@@ -1,5 +1,6 @@
 """Encoded texts as padded batches: a dataset of token ids, padding collation, length-bucketed
-sampling (less padding, same epoch), loaders, and the share of padding a loader produces."""
+sampling (less padding, same epoch), loaders, the share of padding a loader produces, and token-budget
+batches of sentence pairs for translation."""
 
 from __future__ import annotations
 
@@ -172,3 +173,42 @@ def encode_texts(
 ) -> list[list[int]]:
     """Tokenise and encode each text (``encode_kwargs`` go to :meth:`Vocab.encode`)."""
     return [vocab.encode(tokenize(t), **encode_kwargs) for t in texts]
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return out
+
+
+def translation_batches(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], *, max_tokens: int,
+                        shuffle: bool = True, seed: int = 0, pad_id: int = 0, bos_id: int = 1) -> list[dict]:
+    """Batches of sentence pairs holding at most ``max_tokens`` padded source or target positions each,
+    of similar lengths (sorted by length, ties broken at random), in shuffled order when ``shuffle``.
+    Each batch: ``source`` (B, S), ``target_in`` (``<s>`` + target without its last token) and
+    ``target_out`` (the target, ending with ``</s>``), padded with ``pad_id``."""
+    if len(sources) != len(targets) or not sources:
+        raise ValueError(f"sources and targets must be non-empty and of equal length, got {len(sources)} and "
+                         f"{len(targets)}")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    longest = max(max(len(s), len(t)) for s, t in zip(sources, targets))
+    if longest > max_tokens or min(min(len(s), len(t)) for s, t in zip(sources, targets)) == 0:
+        raise ValueError(f"every sentence needs 1 to max_tokens ({max_tokens}) tokens; the longest has {longest}")
+    rng = np.random.default_rng(seed)
+    lengths = np.array([max(len(s), len(t)) for s, t in zip(sources, targets)])
+    order = np.lexsort((rng.random(len(lengths)) if shuffle else np.arange(len(lengths)), lengths))
+    groups, current, width = [], [], 0
+    for i in order:
+        if current and (len(current) + 1) * max(width, lengths[i]) > max_tokens:
+            groups.append(current)
+            current, width = [], 0
+        current.append(int(i))
+        width = max(width, int(lengths[i]))
+    groups.append(current)
+    if shuffle:
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+    return [{"source": _pad([sources[i] for i in g], pad_id),
+             "target_in": _pad([[bos_id, *targets[i][:-1]] for i in g], pad_id),
+             "target_out": _pad([targets[i] for i in g], pad_id)} for g in groups]
